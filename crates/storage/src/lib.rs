@@ -1,0 +1,103 @@
+//! PostgreSQL storage for Berth.
+//!
+//! This is the only crate that depends on sqlx.
+//! Queries are free functions that take a connection or transaction, so callers own commits;
+//! every function on tenant-owned data takes a [`TenantScope`](berth_core::TenantScope) first
+//! and filters on its tenant id.
+//! [`embedded`] runs a private PostgreSQL cluster for `berth up` and for tests.
+
+pub mod api_keys;
+pub mod embedded;
+pub mod error;
+pub mod servers;
+pub mod tenants;
+pub mod versions;
+
+pub use error::{Error, Result};
+pub use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+pub use sqlx::{PgConnection, Postgres, Transaction};
+
+/// Migrations embedded from the workspace's `migrations/` directory.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// Applies every pending migration.
+pub async fn migrate(pool: &PgPool) -> Result<()> {
+    MIGRATOR.run(pool).await.map_err(Error::Migrate)
+}
+
+/// Opens a connection pool with sane timeouts.
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
+    let options: PgConnectOptions = url.parse().map_err(Error::Database)?;
+    connect_with(options, max_connections).await
+}
+
+/// Opens a connection pool from parsed options.
+pub async fn connect_with(options: PgConnectOptions, max_connections: u32) -> Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(Error::Database)
+}
+
+/// Checks the database answers (used by `/readyz`).
+pub async fn ping(pool: &PgPool) -> Result<()> {
+    sqlx::query_scalar!("SELECT 1 AS \"one!\"").fetch_one(pool).await.map(|_| ()).map_err(Error::Database)
+}
+
+/// Lists the tables of the public schema that lack a `tenant_id` column.
+///
+/// Used by a storage test that fails when a tenant-owned table forgets its tenant id.
+pub async fn tables_without_tenant_id(pool: &PgPool) -> Result<Vec<String>> {
+    let rows = sqlx::query_scalar!(
+        r#"SELECT t.table_name AS "name!"
+           FROM information_schema.tables t
+           WHERE t.table_schema = 'public' AND t.table_type = 'BASE TABLE'
+             AND NOT EXISTS (
+                 SELECT 1 FROM information_schema.columns c
+                 WHERE c.table_schema = 'public' AND c.table_name = t.table_name
+                   AND c.column_name = 'tenant_id')
+           ORDER BY 1"#
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows)
+}
+
+/// A connection checked out of a [`PgPool`].
+pub type PoolConnection = sqlx::pool::PoolConnection<Postgres>;
+
+/// How many embedded migrations the database has not applied yet.
+///
+/// `berth control-plane` and `berth data-plane` refuse to start on a stale schema; `berth migrate`
+/// (or `berth up`) applies them.
+pub async fn pending_migrations(pool: &PgPool) -> Result<usize> {
+    // `_sqlx_migrations` belongs to sqlx's migrator, not to our schema, so it is read with a
+    // runtime-checked query.
+    let applied: Vec<i64> = match sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(pool)
+        .await
+    {
+        Ok(v) => v,
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(MIGRATOR.iter().filter(|m| !applied.contains(&m.version)).count())
+}
+
+/// Creates database `name` unless it exists (used for the embedded cluster's `berth` database).
+pub async fn create_database_if_missing(admin: &PgPool, name: &str) -> Result<()> {
+    let exists =
+        sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS "exists!""#, name)
+            .fetch_one(admin)
+            .await?;
+    if !exists {
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(Error::Embedded(format!("invalid database name {name:?}")));
+        }
+        // CREATE DATABASE takes no bind parameters; the name was checked above.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(admin).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! `berth`: run the platform.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use berth::settings::{Overrides, Settings};
+use berth::startup::{Application, Planes};
+use berth_storage::PgPool;
+use berth_storage::embedded::{Cluster, ClusterSettings};
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "Host MCP servers for many tenants behind one URL each")]
+struct Cli {
+    /// Config file (TOML); default `./berth.toml` when present.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen address (overrides BERTH_LISTEN).
+    #[arg(long, global = true, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Local state directory (overrides BERTH_DATA_DIR).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything on one port, with an embedded PostgreSQL unless DATABASE_URL is set.
+    Up,
+    /// Run the admin API only (needs DATABASE_URL and BERTH_ADMIN_TOKEN).
+    ControlPlane,
+    /// Run the MCP endpoint only (needs DATABASE_URL).
+    DataPlane,
+    /// Apply database migrations (needs DATABASE_URL).
+    Migrate,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let overrides = Overrides { config_file: cli.config, listen: cli.listen, data_dir: cli.data_dir };
+    let result = Settings::load(&overrides).and_then(|settings| {
+        let _telemetry = berth::telemetry::init(&settings.log, settings.log_format, std::io::stderr)?;
+        actix_web::rt::System::new().block_on(run(cli.command, settings))
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error.cause_chain = ?e, error.message = %e, "berth failed");
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Up => up(settings).await,
+        Command::Migrate => {
+            let pool = external_pool(&settings, "migrate").await?;
+            berth_storage::migrate(&pool).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::ControlPlane => {
+            let pool = external_pool(&settings, "control-plane").await?;
+            require_current_schema(&pool).await?;
+            let admin_token =
+                settings.admin_token.clone().context("BERTH_ADMIN_TOKEN must be set for `berth control-plane`")?;
+            serve(Application::build(&settings, pool, admin_token, Planes::Control)?).await
+        }
+        Command::DataPlane => {
+            let pool = external_pool(&settings, "data-plane").await?;
+            require_current_schema(&pool).await?;
+            // The data plane never serves the admin API, so its token is unused.
+            let unused = secrecy::SecretString::from(String::new());
+            serve(Application::build(&settings, pool, unused, Planes::Data)?).await
+        }
+    }
+}
+
+async fn external_pool(settings: &Settings, command: &str) -> anyhow::Result<PgPool> {
+    let url = settings.database_url.as_ref().with_context(|| {
+        format!("DATABASE_URL must be set for `berth {command}` (`berth up` runs an embedded database)")
+    })?;
+    berth_storage::connect(url.expose_secret(), settings.database_max_connections)
+        .await
+        .context("failed to connect to DATABASE_URL")
+}
+
+async fn require_current_schema(pool: &PgPool) -> anyhow::Result<()> {
+    let pending = berth_storage::pending_migrations(pool).await?;
+    anyhow::ensure!(pending == 0, "the database schema is {pending} migration(s) behind: run `berth migrate` first");
+    Ok(())
+}
+
+async fn serve(app: Application) -> anyhow::Result<()> {
+    tracing::info!(port = app.port(), public_url = %app.public_url(), "listening");
+    app.run_until_stopped().await.context("the HTTP server failed")
+}
+
+async fn up(settings: Settings) -> anyhow::Result<()> {
+    let (pool, cluster) = match &settings.database_url {
+        Some(url) => (
+            berth_storage::connect(url.expose_secret(), settings.database_max_connections)
+                .await
+                .context("failed to connect to DATABASE_URL")?,
+            None,
+        ),
+        None => {
+            let root = settings.data_dir.join("postgres");
+            let cluster =
+                tokio::task::spawn_blocking(move || Cluster::start(&ClusterSettings { root, ephemeral: false }))
+                    .await
+                    .context("embedded PostgreSQL start-up panicked")??;
+            let pool = open_embedded(&cluster, settings.database_max_connections).await;
+            match pool {
+                Ok(pool) => (pool, Some(cluster)),
+                Err(e) => {
+                    let _ = cluster.stop();
+                    return Err(e);
+                }
+            }
+        }
+    };
+    let result = async {
+        berth_storage::migrate(&pool).await.context("failed to apply migrations")?;
+        let (admin_token, generated) = berth::startup::admin_token(&settings)?;
+        let app = Application::build(&settings, pool.clone(), admin_token.clone(), Planes::Both)?;
+        print_banner(&settings, &app, admin_token.expose_secret(), generated, cluster.as_ref());
+        serve(app).await
+    }
+    .await;
+    pool.close().await;
+    if let Some(cluster) = cluster {
+        println!("stopping embedded PostgreSQL");
+        tokio::task::spawn_blocking(move || cluster.stop())
+            .await
+            .context("embedded PostgreSQL shutdown panicked")??;
+    }
+    result
+}
+
+async fn open_embedded(cluster: &Cluster, max_connections: u32) -> anyhow::Result<PgPool> {
+    let admin = berth_storage::connect_with(cluster.connect_options("postgres"), 1)
+        .await
+        .context("failed to connect to the embedded PostgreSQL")?;
+    berth_storage::create_database_if_missing(&admin, "berth").await?;
+    admin.close().await;
+    Ok(berth_storage::connect_with(cluster.connect_options("berth"), max_connections).await?)
+}
+
+#[allow(clippy::print_stdout)]
+fn print_banner(settings: &Settings, app: &Application, token: &str, generated: bool, cluster: Option<&Cluster>) {
+    let url = app.public_url().as_str().trim_end_matches('/');
+    let token_note = match (generated, &settings.admin_token) {
+        (_, Some(_)) => "from BERTH_ADMIN_TOKEN".to_owned(),
+        (true, None) => format!("generated, saved in {}", settings.data_dir.join("admin-token").display()),
+        (false, None) => format!("from {}", settings.data_dir.join("admin-token").display()),
+    };
+    let database = match cluster {
+        Some(c) => {
+            format!("embedded PostgreSQL in {} (127.0.0.1:{})", settings.data_dir.join("postgres").display(), c.port())
+        }
+        None => "DATABASE_URL".to_owned(),
+    };
+    println!(
+        "\nBerth is up.\n\
+         \n  Admin API    {url}/api/v1  (OpenAPI: {url}/api/v1/openapi.json)\
+         \n  MCP servers  {url}/t/<tenant>/<server>/mcp\
+         \n  Admin token  {token}  ({token_note})\
+         \n  Database     {database}\
+         \n\nNext steps:\
+         \n  export BERTH_ADMIN_TOKEN={token}\
+         \n  curl -s -X POST {url}/api/v1/tenants -H \"Authorization: Bearer $BERTH_ADMIN_TOKEN\" \\\
+         \n       -H 'Content-Type: application/json' -d '{{\"slug\":\"acme\",\"name\":\"Acme\"}}'\
+         \n  See the README walkthrough for servers, versions and API keys.\
+         \n\nPress Ctrl-C to stop.\n"
+    );
+}

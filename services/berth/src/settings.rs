@@ -1,0 +1,125 @@
+//! Process settings, layered: built-in defaults, then a TOML config file, then `BERTH_*`
+//! environment variables (and `DATABASE_URL`), then command-line flags.
+//!
+//! The table of every setting is in the README; tenant configuration is data in PostgreSQL.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (default).
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// Everything the process reads at start.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// Address to listen on (`BERTH_LISTEN`).
+    pub listen: SocketAddr,
+    /// Base URL clients use (`BERTH_PUBLIC_URL`); defaults to `http://{listen}`.
+    pub public_url: Option<url::Url>,
+    /// Platform administrator token (`BERTH_ADMIN_TOKEN`); `berth up` generates one when unset.
+    pub admin_token: Option<SecretString>,
+    /// PostgreSQL URL (`DATABASE_URL`); `berth up` runs an embedded cluster when unset.
+    pub database_url: Option<SecretString>,
+    /// Pool size per process (`BERTH_DATABASE_MAX_CONNECTIONS`).
+    pub database_max_connections: u32,
+    /// Local state: embedded cluster, generated admin token (`BERTH_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Largest WASM upload in bytes (`BERTH_MAX_UPLOAD_BYTES`).
+    pub max_upload_bytes: usize,
+    /// Largest JSON body in bytes (`BERTH_MAX_JSON_BYTES`).
+    pub max_json_bytes: usize,
+    /// Log filter, `tracing` syntax (`BERTH_LOG`).
+    pub log: String,
+    /// `json` or `pretty` (`BERTH_LOG_FORMAT`).
+    pub log_format: LogFormat,
+    /// HTTP worker threads; default one per core (`BERTH_WORKERS`).
+    pub workers: Option<usize>,
+}
+
+/// Overrides from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--config`.
+    pub config_file: Option<PathBuf>,
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Loads settings from every layer.
+    ///
+    /// The config file is `--config`, else `$BERTH_CONFIG`, else `./berth.toml` when present.
+    pub fn load(overrides: &Overrides) -> anyhow::Result<Self> {
+        let mut builder = config::Config::builder()
+            .set_default("listen", "127.0.0.1:8080")?
+            .set_default("database_max_connections", 16)?
+            .set_default("data_dir", ".berth")?
+            .set_default("max_upload_bytes", 32 * 1024 * 1024)?
+            .set_default("max_json_bytes", 1024 * 1024)?
+            .set_default("log", "info")?
+            .set_default("log_format", "json")?;
+        let explicit = overrides.config_file.clone().or_else(|| std::env::var_os("BERTH_CONFIG").map(PathBuf::from));
+        match &explicit {
+            Some(path) => {
+                builder = builder
+                    .add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml).required(true));
+            }
+            None if Path::new("berth.toml").is_file() => {
+                builder =
+                    builder.add_source(config::File::from(Path::new("berth.toml")).format(config::FileFormat::Toml));
+            }
+            None => {}
+        }
+        builder = builder.add_source(config::Environment::with_prefix("BERTH").prefix_separator("_").try_parsing(true));
+        if let Ok(url) = std::env::var("DATABASE_URL")
+            && !url.is_empty()
+        {
+            builder = builder.set_override("database_url", url)?;
+        }
+        if let Some(listen) = overrides.listen {
+            builder = builder.set_override("listen", listen.to_string())?;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            builder = builder.set_override("data_dir", dir.to_string_lossy().into_owned())?;
+        }
+        let settings: Settings =
+            builder.build().context("failed to read settings")?.try_deserialize().context("invalid settings")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if let Some(url) = &self.public_url {
+            anyhow::ensure!(
+                matches!(url.scheme(), "http" | "https") && url.host_str().is_some(),
+                "BERTH_PUBLIC_URL must be an http(s) URL with a host, got {url}"
+            );
+        }
+        anyhow::ensure!(self.max_upload_bytes >= 1024, "BERTH_MAX_UPLOAD_BYTES must be at least 1024");
+        anyhow::ensure!(self.max_json_bytes >= 1024, "BERTH_MAX_JSON_BYTES must be at least 1024");
+        Ok(())
+    }
+
+    /// The public base URL, derived from the bound address when unset.
+    pub fn public_url(&self, bound: SocketAddr) -> anyhow::Result<url::Url> {
+        if let Some(url) = &self.public_url {
+            return Ok(url.clone());
+        }
+        let ip = if bound.ip().is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { bound.ip() };
+        let addr = SocketAddr::new(ip, bound.port());
+        url::Url::parse(&format!("http://{addr}")).context("cannot derive the public URL from the listen address")
+    }
+}

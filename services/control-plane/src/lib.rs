@@ -1,0 +1,62 @@
+//! Berth's control plane: the admin REST API under `/api/v1`.
+//!
+//! Handlers parse input into domain types, check the caller's scope, call one storage
+//! function and map its error; every error leaves as `application/problem+json`
+//! (RFC 9457, see [`problem`]). [`configure`] mounts everything on an actix-web `App`.
+
+mod body;
+pub mod caller;
+mod dto;
+pub mod openapi;
+pub mod problem;
+mod routes;
+
+use actix_web::web;
+use berth_storage::PgPool;
+use secrecy::SecretString;
+
+/// What the control plane needs at run time.
+#[derive(Clone)]
+pub struct ControlPlaneState {
+    /// The system of record.
+    pub pool: PgPool,
+    /// The platform administrator's token.
+    pub admin_token: SecretString,
+    /// Public base URL, used to print MCP endpoint URLs.
+    pub public_url: url::Url,
+    /// Largest accepted upload (WASM components), in bytes.
+    pub max_upload_bytes: usize,
+    /// Largest accepted JSON body, in bytes.
+    pub max_json_bytes: usize,
+}
+
+impl std::fmt::Debug for ControlPlaneState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlaneState")
+            .field("public_url", &self.public_url.as_str())
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Mounts `/api/v1` with its state and JSON error handling.
+pub fn configure(state: ControlPlaneState) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        let json = web::JsonConfig::default()
+            .limit(state.max_json_bytes)
+            .error_handler(|err, _req| problem::ApiError::from_json_error(err).into());
+        let path =
+            web::PathConfig::default().error_handler(|_err, _req| problem::ApiError::NotFound("resource").into());
+        let query = web::QueryConfig::default()
+            .error_handler(|err, _req| problem::ApiError::BadRequest(format!("invalid query string: {err}")).into());
+        cfg.service(
+            web::scope("/api/v1")
+                .app_data(web::Data::new(state))
+                .app_data(json)
+                .app_data(path)
+                .app_data(query)
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found)),
+        );
+    }
+}
