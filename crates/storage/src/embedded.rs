@@ -104,6 +104,34 @@ fn chown_tree(path: &Path, owner: Option<(u32, u32)>) -> Result<()> {
     Ok(())
 }
 
+/// The `postgres` user must be able to walk down to the cluster directory.
+fn check_reachable_by_others(root: &Path) -> Result<()> {
+    for dir in root.ancestors().skip(1) {
+        let mode = fs::metadata(dir).map(|m| m.permissions().mode()).unwrap_or(0o755);
+        if mode & 0o001 == 0 {
+            return Err(embedded(format!(
+                "running as root, the embedded PostgreSQL runs as the `postgres` user, which cannot enter {} \
+                 (mode {:o}); set BERTH_DATA_DIR to a directory other users can traverse (for example \
+                 /var/lib/berth), run Berth as a regular user, or set DATABASE_URL",
+                dir.display(),
+                mode & 0o777
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Stops a cluster left running under `root` (for example by a crashed process), if any.
+pub fn stop_existing(root: &Path) -> Result<()> {
+    let pgdata = root.join("pgdata");
+    if !pgdata.join("postmaster.pid").is_file() {
+        return Ok(());
+    }
+    let mut cmd = Command::new(find_bin_dir()?.join("pg_ctl"));
+    cmd.arg("-D").arg(&pgdata).args(["-m", "immediate", "-w", "stop"]);
+    run(cmd, run_as_user()?, "pg_ctl stop").map(|_| ())
+}
+
 impl Cluster {
     /// Creates the cluster when `settings.root` has none, then starts it unless it is already
     /// running (in which case it is reused on its current port).
@@ -112,6 +140,10 @@ impl Cluster {
         let run_as = run_as_user()?;
         let root = settings.root.clone();
         fs::create_dir_all(&root).map_err(|e| embedded(format!("cannot create {}: {e}", root.display())))?;
+        let root = root.canonicalize().map_err(|e| embedded(format!("cannot resolve {}: {e}", root.display())))?;
+        if run_as.is_some() {
+            check_reachable_by_others(&root)?;
+        }
         let _ = fs::set_permissions(&root, fs::Permissions::from_mode(0o700));
         let password_file = root.join("password");
         let pgdata = root.join("pgdata");

@@ -88,16 +88,61 @@ pub async fn pending_migrations(pool: &PgPool) -> Result<usize> {
 
 /// Creates database `name` unless it exists (used for the embedded cluster's `berth` database).
 pub async fn create_database_if_missing(admin: &PgPool, name: &str) -> Result<()> {
-    let exists =
-        sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS "exists!""#, name)
-            .fetch_one(admin)
-            .await?;
-    if !exists {
-        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(Error::Embedded(format!("invalid database name {name:?}")));
-        }
-        // CREATE DATABASE takes no bind parameters; the name was checked above.
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(admin).await?;
+    let mut conn = admin.acquire().await?;
+    if !testing::database_exists(&mut conn, name).await? {
+        testing::create_database(&mut conn, name, None).await?;
     }
     Ok(())
+}
+
+pub mod testing {
+    //! Database administration used by the test harness and by `cargo xtask` only.
+    //! These statements take no bind parameters, so names are checked here.
+
+    use sqlx::PgConnection;
+
+    use crate::error::{Error, Result};
+
+    fn checked(name: &str) -> Result<&str> {
+        if !name.is_empty() && name.len() < 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            Ok(name)
+        } else {
+            Err(Error::Embedded(format!("invalid database name {name:?}")))
+        }
+    }
+
+    /// Takes a session-level advisory lock.
+    pub async fn advisory_lock(conn: &mut PgConnection, key: i64) -> Result<()> {
+        sqlx::query_scalar!("SELECT pg_advisory_lock($1)", key).fetch_one(conn).await?;
+        Ok(())
+    }
+
+    /// Releases a session-level advisory lock.
+    pub async fn advisory_unlock(conn: &mut PgConnection, key: i64) -> Result<()> {
+        sqlx::query_scalar!("SELECT pg_advisory_unlock($1)", key).fetch_one(conn).await?;
+        Ok(())
+    }
+
+    /// Whether database `name` exists.
+    pub async fn database_exists(conn: &mut PgConnection, name: &str) -> Result<bool> {
+        Ok(sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS "exists!""#, name)
+            .fetch_one(conn)
+            .await?)
+    }
+
+    /// Creates database `name`, optionally as a copy of `template`.
+    pub async fn create_database(conn: &mut PgConnection, name: &str, template: Option<&str>) -> Result<()> {
+        let sql = match template {
+            Some(t) => format!("CREATE DATABASE \"{}\" TEMPLATE \"{}\"", checked(name)?, checked(t)?),
+            None => format!("CREATE DATABASE \"{}\"", checked(name)?),
+        };
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(conn).await?;
+        Ok(())
+    }
+
+    /// Runs an arbitrary statement (tests that tamper with rows on purpose).
+    pub async fn execute(conn: &mut PgConnection, sql: &str) -> Result<u64> {
+        let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(conn).await?;
+        Ok(done.rows_affected())
+    }
 }

@@ -1,0 +1,244 @@
+//! `spawn_app` and a typed client with one method per endpoint.
+
+use std::net::SocketAddr;
+use std::sync::Once;
+
+use berth::settings::{LogFormat, Settings};
+use berth::startup::{Application, Planes};
+use berth_test_support::TestDatabase;
+use reqwest::{Method, RequestBuilder, Response};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+/// Largest upload the test app accepts, small so 413 is cheap to provoke.
+pub const MAX_UPLOAD: usize = 64 * 1024;
+
+/// A running application.
+pub struct TestApp {
+    pub address: String,
+    pub admin_token: String,
+    pub db: TestDatabase,
+    pub client: reqwest::Client,
+}
+
+fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let filter = if std::env::var_os("TEST_LOG").is_some() { "info" } else { "off" };
+        let _ = berth::telemetry::init(filter, LogFormat::Pretty, std::io::stderr).map(std::mem::forget);
+    });
+}
+
+pub fn test_settings() -> Settings {
+    Settings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        public_url: None,
+        admin_token: None,
+        database_url: None,
+        database_max_connections: 8,
+        data_dir: std::env::temp_dir(),
+        max_upload_bytes: MAX_UPLOAD,
+        max_json_bytes: 16 * 1024,
+        log: "off".into(),
+        log_format: LogFormat::Json,
+        workers: Some(1),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    init_logs();
+    let db = berth_test_support::database().await;
+    let admin_token = format!("berth_admin_test_{}", uuid::Uuid::new_v4().simple());
+    let app =
+        Application::build(&test_settings(), db.pool.clone(), SecretString::from(admin_token.clone()), Planes::Both)
+            .expect("failed to build the app");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp { address, admin_token, db, client: reqwest::Client::new() }
+}
+
+/// The `items` of a list reply.
+pub fn items(reply: &Reply) -> &Vec<Value> {
+    reply.body["items"].as_array().unwrap_or_else(|| panic!("no items in {}", reply.text))
+}
+
+/// One string field of every item of a list reply.
+pub fn item_field<'r>(reply: &'r Reply, field: &str) -> Vec<&'r str> {
+    items(reply).iter().map(|i| i[field].as_str().unwrap_or_else(|| panic!("no {field} in {i}"))).collect()
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub async fn from(response: Response) -> Self {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("read body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Self { status, headers, body, text }
+    }
+
+    pub fn content_type(&self) -> &str {
+        self.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    /// Asserts an RFC 9457 problem with this status.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16) -> &Self {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.text);
+        assert_eq!(self.content_type(), "application/problem+json", "body: {}", self.text);
+        assert_eq!(self.body["status"], status);
+        assert!(self.body["type"].as_str().is_some_and(|t| t.starts_with("urn:berth:problem:")));
+        assert!(self.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Self {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.text);
+        self
+    }
+}
+
+/// Who sends a request.
+#[derive(Clone, Copy)]
+pub enum As<'a> {
+    Admin,
+    Key(&'a str),
+    Anonymous,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub fn request(&self, who: As<'_>, method: Method, path: &str) -> RequestBuilder {
+        let builder = self.client.request(method, self.url(path));
+        match who {
+            As::Admin => builder.bearer_auth(&self.admin_token),
+            As::Key(key) => builder.bearer_auth(key),
+            As::Anonymous => builder,
+        }
+    }
+
+    pub async fn send(&self, builder: RequestBuilder) -> Reply {
+        Reply::from(builder.send().await.expect("request failed")).await
+    }
+
+    pub async fn get(&self, who: As<'_>, path: &str) -> Reply {
+        self.send(self.request(who, Method::GET, path)).await
+    }
+
+    pub async fn delete(&self, who: As<'_>, path: &str) -> Reply {
+        self.send(self.request(who, Method::DELETE, path)).await
+    }
+
+    pub async fn post_json(&self, who: As<'_>, path: &str, body: &Value) -> Reply {
+        self.send(self.request(who, Method::POST, path).json(body)).await
+    }
+
+    pub async fn patch_json(&self, who: As<'_>, path: &str, body: &Value) -> Reply {
+        self.send(self.request(who, Method::PATCH, path).json(body)).await
+    }
+
+    pub async fn post_raw(&self, who: As<'_>, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+        self.send(self.request(who, Method::POST, path).header("content-type", content_type).body(body)).await
+    }
+
+    // One method per endpoint, as the platform administrator unless a caller is given.
+
+    pub async fn create_tenant(&self, slug: &str) -> Reply {
+        self.post_json(As::Admin, "/api/v1/tenants", &json!({"slug": slug, "name": format!("Tenant {slug}")})).await
+    }
+
+    pub async fn create_server(&self, who: As<'_>, tenant: &str, slug: &str, kind: &str) -> Reply {
+        self.post_json(
+            who,
+            &format!("/api/v1/tenants/{tenant}/servers"),
+            &json!({"slug": slug, "name": format!("Server {slug}"), "kind": kind}),
+        )
+        .await
+    }
+
+    pub async fn publish_json(&self, who: As<'_>, tenant: &str, server: &str, spec: &Value) -> Reply {
+        self.post_json(who, &format!("/api/v1/tenants/{tenant}/servers/{server}/versions"), spec).await
+    }
+
+    pub async fn publish_wasm(&self, who: As<'_>, tenant: &str, server: &str, bytes: Vec<u8>) -> Reply {
+        self.post_raw(who, &format!("/api/v1/tenants/{tenant}/servers/{server}/versions"), "application/wasm", bytes)
+            .await
+    }
+
+    pub async fn create_key(&self, who: As<'_>, tenant: &str, body: &Value) -> Reply {
+        self.post_json(who, &format!("/api/v1/tenants/{tenant}/api-keys"), body).await
+    }
+
+    /// Creates a key with `scopes` and returns its secret.
+    pub async fn key_with(&self, tenant: &str, scopes: &[&str]) -> String {
+        let reply = self.create_key(As::Admin, tenant, &json!({"name": "test", "scopes": scopes})).await;
+        reply.assert_status(201);
+        reply.body["key"].as_str().expect("key in response").to_owned()
+    }
+
+    /// Creates a key from `body` as the platform administrator: (key id, secret).
+    pub async fn new_key(&self, tenant: &str, body: &Value) -> (String, String) {
+        let reply = self.create_key(As::Admin, tenant, body).await;
+        reply.assert_status(201);
+        let id = reply.body["id"].as_str().expect("id in response").to_owned();
+        (id, reply.body["key"].as_str().expect("key in response").to_owned())
+    }
+
+    /// Creates a server of `kind` as the platform administrator and publishes one minimal
+    /// version to it; returns the publish reply.
+    pub async fn server_with_version(&self, tenant: &str, slug: &str, kind: &str) -> Reply {
+        self.create_server(As::Admin, tenant, slug, kind).await.assert_status(201);
+        let reply = match kind {
+            "wasm" => self.publish_wasm(As::Admin, tenant, slug, component_bytes(32, 7)).await,
+            "container" => {
+                let spec = json!({"image": "ghcr.io/acme/tools:1", "transport": "stdio"});
+                self.publish_json(As::Admin, tenant, slug, &spec).await
+            }
+            _ => self.publish_json(As::Admin, tenant, slug, &json!({"url": "https://mcp.example.com/mcp"})).await,
+        };
+        reply.assert_status(201);
+        reply
+    }
+
+    /// Runs one SQL statement on the test's database and returns the number of rows it
+    /// touched. For a `SELECT`, PostgreSQL reports the number of rows returned, so
+    /// `execute("SELECT 1 FROM t WHERE …")` counts rows.
+    pub async fn execute(&self, sql: &str) -> u64 {
+        let mut conn = self.db.pool.acquire().await.expect("database connection");
+        berth_storage::testing::execute(&mut conn, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Rows of `table` owned by tenant `tenant`.
+    pub async fn tenant_rows(&self, table: &str, tenant: &str) -> u64 {
+        self.execute(&format!(
+            "SELECT 1 FROM {table} WHERE tenant_id = (SELECT id FROM tenants WHERE slug = '{tenant}')"
+        ))
+        .await
+    }
+
+    /// Two tenants, `acme` and `globex`, each with an `admin` key: (acme key, globex key).
+    pub async fn two_tenants(&self) -> (String, String) {
+        self.create_tenant("acme").await.assert_status(201);
+        self.create_tenant("globex").await.assert_status(201);
+        (self.key_with("acme", &["admin"]).await, self.key_with("globex", &["admin"]).await)
+    }
+}
+
+/// The smallest valid WebAssembly component header plus `extra` filler bytes.
+pub fn component_bytes(extra: usize, seed: u8) -> Vec<u8> {
+    let mut bytes = b"\0asm\x0d\0\x01\0".to_vec();
+    bytes.extend(std::iter::repeat_n(seed, extra));
+    bytes
+}
