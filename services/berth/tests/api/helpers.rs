@@ -1,4 +1,5 @@
 //! `spawn_app` and a typed client with one method per endpoint.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // test code fails loudly
 
 use std::net::SocketAddr;
 use std::sync::Once;
