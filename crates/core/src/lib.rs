@@ -6,6 +6,7 @@
 //! Nothing in this crate performs I/O, so every other crate may depend on it.
 #![warn(missing_docs)]
 
+pub mod backend;
 pub mod error;
 pub mod ids;
 pub mod model;

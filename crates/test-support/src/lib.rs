@@ -10,7 +10,15 @@
 //!
 //! Migrations run once per cluster into a template database; each test's database is a cheap
 //! `CREATE DATABASE ... TEMPLATE` copy of it.
+//!
+//! [`fixture`] is the MCP conformance fixture server ([`FixtureBackend`]) behind Berth's backend
+//! port, with a resolver that serves it for every server ([`FixtureResolver`]) and a fake client
+//! for driving a backend without a session ([`ScriptedPeer`]).
 #![allow(clippy::expect_used, clippy::panic)] // test fixtures fail loudly by design
+
+pub mod fixture;
+
+pub use fixture::{FixtureBackend, FixtureOptions, FixtureResolver, ScriptedPeer};
 
 use std::hash::{Hash, Hasher};
 use std::sync::OnceLock;
