@@ -1,0 +1,267 @@
+//! The map from session keys to handles, per-tenant caps and idle expiry.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use actix::Actor;
+use berth_core::backend::Backend;
+use berth_core::{ServerId, TenantId, VersionId};
+use berth_protocol::ProtocolVersion;
+use serde_json::{Value, json};
+
+use crate::actor::{Kind, Session, Shared};
+use crate::config::SessionConfig;
+use crate::error::SessionError;
+use crate::handle::SessionHandle;
+use crate::ids;
+
+/// Who a session belongs to. Modern sessions are keyed by the whole value; a legacy session
+/// answers only requests from the same tenant, server and principal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Owner {
+    /// Tenant id.
+    pub tenant: TenantId,
+    /// Tenant slug (binds sealed request state).
+    pub tenant_slug: String,
+    /// Server id.
+    pub server: ServerId,
+    /// Server slug (binds sealed request state).
+    pub server_slug: String,
+    /// The server version the session runs.
+    pub version: VersionId,
+    /// Authenticated principal label (API key id, token subject, or `anonymous`).
+    pub principal: String,
+}
+
+impl Owner {
+    fn same_client(&self, other: &Owner) -> bool {
+        self.tenant == other.tenant && self.server == other.server && self.principal == other.principal
+    }
+}
+
+struct Entry {
+    owner: Owner,
+    handle: SessionHandle,
+}
+
+pub(crate) struct RegistryInner {
+    pub(crate) config: Arc<SessionConfig>,
+    epoch: Instant,
+    legacy: RwLock<HashMap<Arc<str>, Entry>>,
+    modern: RwLock<HashMap<Owner, SessionHandle>>,
+    per_tenant: Mutex<HashMap<TenantId, usize>>,
+}
+
+impl RegistryInner {
+    /// Called by a stopping session.
+    pub(crate) fn forget(&self, kind: &Kind, owner: &Owner) {
+        let removed = match kind {
+            Kind::Legacy { id, .. } => self.legacy.write().map(|mut m| m.remove(id).is_some()).unwrap_or(false),
+            Kind::Modern => self.modern.write().map(|mut m| m.remove(owner).is_some()).unwrap_or(false),
+        };
+        if removed
+            && let Ok(mut counts) = self.per_tenant.lock()
+            && let Some(n) = counts.get_mut(&owner.tenant)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&owner.tenant);
+            }
+        }
+    }
+
+    fn reserve(&self, tenant: TenantId) -> Result<(), SessionError> {
+        let mut counts = self.per_tenant.lock().map_err(|_| SessionError::Busy)?;
+        let n = counts.entry(tenant).or_insert(0);
+        if *n >= self.config.max_sessions_per_tenant {
+            return Err(SessionError::TooMany(self.config.max_sessions_per_tenant));
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    fn start(
+        self: &Arc<Self>,
+        kind: Kind,
+        owner: Owner,
+        backend: Arc<dyn Backend>,
+        capabilities: Value,
+    ) -> SessionHandle {
+        let shared = Arc::new(Shared::default());
+        crate::actor::touch(&shared, self.epoch);
+        let (id, version) = match &kind {
+            Kind::Legacy { id, version } => (Some(id.clone()), *version),
+            Kind::Modern => (None, ProtocolVersion::V2026_07_28),
+        };
+        let session = Session::new(kind, owner, backend, capabilities, self.config.clone(), Arc::downgrade(self));
+        SessionHandle::new(session.start(), shared, self.epoch, id, version)
+    }
+}
+
+/// All sessions of this node.
+#[derive(Clone)]
+pub struct SessionRegistry {
+    inner: Arc<RegistryInner>,
+}
+
+impl std::fmt::Debug for SessionRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRegistry").field("sessions", &self.len()).finish()
+    }
+}
+
+/// The `initialize` result for a legacy session.
+pub fn initialize_result(backend: &dyn Backend, version: ProtocolVersion) -> Value {
+    let description = backend.describe();
+    let mut result = json!({
+        "protocolVersion": version.as_str(),
+        "capabilities": description.capabilities,
+        "serverInfo": { "name": description.name, "version": description.version },
+    });
+    if let (Some(instructions), Value::Object(map)) = (&description.instructions, &mut result) {
+        map.insert("instructions".into(), json!(instructions));
+    }
+    result
+}
+
+impl SessionRegistry {
+    /// Creates the registry and starts its idle sweeper on the current actix arbiter.
+    pub fn new(config: SessionConfig) -> Self {
+        let inner = Arc::new(RegistryInner {
+            config: Arc::new(config),
+            epoch: Instant::now(),
+            legacy: RwLock::new(HashMap::new()),
+            modern: RwLock::new(HashMap::new()),
+            per_tenant: Mutex::new(HashMap::new()),
+        });
+        let weak = Arc::downgrade(&inner);
+        let every = inner.config.sweep_interval;
+        actix::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                sweep(&inner);
+            }
+        });
+        Self { inner }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.inner.config
+    }
+
+    /// Starts a legacy session after `initialize`; returns its handle (with its new id).
+    pub fn initialize(
+        &self,
+        owner: Owner,
+        backend: Arc<dyn Backend>,
+        version: ProtocolVersion,
+        capabilities: Value,
+    ) -> Result<SessionHandle, SessionError> {
+        self.inner.reserve(owner.tenant)?;
+        let id: Arc<str> = ids::mint(&self.inner.config.session_key, &self.inner.config.node_id).into();
+        let handle = self.inner.start(Kind::Legacy { id: id.clone(), version }, owner.clone(), backend, capabilities);
+        match self.inner.legacy.write() {
+            Ok(mut map) => {
+                map.insert(id, Entry { owner, handle: handle.clone() });
+                Ok(handle)
+            }
+            Err(_) => {
+                handle.terminate();
+                Err(SessionError::Busy)
+            }
+        }
+    }
+
+    /// Finds the legacy session `id` for this client. Forged ids, unknown or expired sessions,
+    /// and sessions of another tenant, server or principal are all `NotFound`.
+    pub fn legacy(&self, id: &str, client: &Owner) -> Result<SessionHandle, SessionError> {
+        ids::verify(&self.inner.config.session_key, id).ok_or(SessionError::NotFound)?;
+        let map = self.inner.legacy.read().map_err(|_| SessionError::Busy)?;
+        let entry = map.get(id).ok_or(SessionError::NotFound)?;
+        if !entry.owner.same_client(client) {
+            return Err(SessionError::NotFound);
+        }
+        entry.handle.touch();
+        Ok(entry.handle.clone())
+    }
+
+    /// The modern session of `owner`, created on first use with the backend from `backend`.
+    pub fn modern(
+        &self,
+        owner: &Owner,
+        backend: impl FnOnce() -> Arc<dyn Backend>,
+    ) -> Result<SessionHandle, SessionError> {
+        if let Some(handle) = self.inner.modern.read().ok().and_then(|m| m.get(owner).cloned()) {
+            handle.touch();
+            return Ok(handle);
+        }
+        let mut map = self.inner.modern.write().map_err(|_| SessionError::Busy)?;
+        if let Some(handle) = map.get(owner) {
+            return Ok(handle.clone());
+        }
+        self.inner.reserve(owner.tenant)?;
+        let handle = self.inner.start(Kind::Modern, owner.clone(), backend(), json!({}));
+        map.insert(owner.clone(), handle.clone());
+        Ok(handle)
+    }
+
+    /// Sessions on this node.
+    pub fn len(&self) -> usize {
+        let legacy = self.inner.legacy.read().map(|m| m.len()).unwrap_or(0);
+        let modern = self.inner.modern.read().map(|m| m.len()).unwrap_or(0);
+        legacy + modern
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sessions of one tenant.
+    pub fn tenant_sessions(&self, tenant: TenantId) -> usize {
+        self.inner.per_tenant.lock().ok().and_then(|c| c.get(&tenant).copied()).unwrap_or(0)
+    }
+
+    /// Ends every session matching `filter` (kill switch).
+    pub fn terminate_where(&self, filter: impl Fn(&Owner) -> bool) {
+        if let Ok(map) = self.inner.legacy.read() {
+            for entry in map.values().filter(|e| filter(&e.owner)) {
+                entry.handle.terminate();
+            }
+        }
+        if let Ok(map) = self.inner.modern.read() {
+            for (owner, handle) in map.iter() {
+                if filter(owner) {
+                    handle.terminate();
+                }
+            }
+        }
+    }
+
+    /// Runs one idle sweep now (tests; the sweeper does this every `sweep_interval`).
+    pub fn sweep_now(&self) {
+        sweep(&self.inner);
+    }
+}
+
+fn sweep(inner: &RegistryInner) {
+    let now = u64::try_from(inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let idle = |handle: &SessionHandle, limit: std::time::Duration| {
+        now.saturating_sub(handle.last_seen_ms()) >= u64::try_from(limit.as_millis()).unwrap_or(u64::MAX)
+    };
+    if let Ok(map) = inner.legacy.read() {
+        for entry in map.values().filter(|e| idle(&e.handle, inner.config.legacy_idle)) {
+            entry.handle.send_idle_check();
+        }
+    }
+    if let Ok(map) = inner.modern.read() {
+        for handle in map.values().filter(|h| idle(h, inner.config.modern_idle)) {
+            handle.send_idle_check();
+        }
+    }
+}
