@@ -3,7 +3,7 @@
 //! - `test`: every gate and every test, as CI runs them (the README's test command).
 //! - `sqlx-prepare [--check]`: regenerate (or verify) the committed `.sqlx/` query cache.
 //! - `tidy`: crate-boundary and documentation rules.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::indexing_slicing)]
 
 mod sqlx_cache;
 mod tidy;
@@ -63,6 +63,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         run("cargo clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
         sqlx_cache::prepare(true)?;
     }
+    run("install external MCP clients (.tools/)", Command::new("bash").arg("scripts/install-tools.sh"))?;
     println!("==> starting a private PostgreSQL cluster for this test run");
     let cluster = berth_test_support::start_private_cluster().context("cannot start the test PostgreSQL cluster")?;
     run(

@@ -9,6 +9,7 @@
 pub mod api_keys;
 pub mod embedded;
 pub mod error;
+pub mod routing;
 pub mod servers;
 pub mod tenants;
 pub mod versions;

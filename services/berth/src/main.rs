@@ -5,11 +5,14 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use berth::settings::{Overrides, Settings};
-use berth::startup::{Application, Planes};
+use std::sync::Arc;
+
+use berth::startup::{Application, Planes, Wiring};
+use berth_data_plane::NoRuntimes;
 use berth_storage::PgPool;
 use berth_storage::embedded::{Cluster, ClusterSettings};
 use clap::{Parser, Subcommand};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Parser)]
 #[command(name = "berth", version, about = "Host MCP servers for many tenants behind one URL each")]
@@ -70,14 +73,30 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             require_current_schema(&pool).await?;
             let admin_token =
                 settings.admin_token.clone().context("BERTH_ADMIN_TOKEN must be set for `berth control-plane`")?;
-            serve(Application::build(&settings, pool, admin_token, Planes::Control)?).await
+            // The control plane serves no MCP traffic: its session secret is throwaway.
+            let wiring = Wiring {
+                pool,
+                admin_token,
+                secret_key: SecretString::from(berth_auth::generate_admin_token()),
+                resolver: Arc::new(NoRuntimes),
+            };
+            serve(Application::build(&settings, wiring, Planes::Control)?).await
         }
         Command::DataPlane => {
             let pool = external_pool(&settings, "data-plane").await?;
             require_current_schema(&pool).await?;
-            // The data plane never serves the admin API, so its token is unused.
-            let unused = secrecy::SecretString::from(String::new());
-            serve(Application::build(&settings, pool, unused, Planes::Data)?).await
+            let secret_key = settings
+                .secret_key
+                .clone()
+                .context("BERTH_SECRET_KEY must be set for `berth data-plane` (the same on every node)")?;
+            // The data plane never serves the admin API, so it holds no admin token.
+            let wiring = Wiring {
+                pool,
+                admin_token: SecretString::from(String::new()),
+                secret_key,
+                resolver: Arc::new(NoRuntimes),
+            };
+            serve(Application::build(&settings, wiring, Planes::Data)?).await
         }
     }
 }
@@ -129,7 +148,13 @@ async fn up(settings: Settings) -> anyhow::Result<()> {
     let result = async {
         berth_storage::migrate(&pool).await.context("failed to apply migrations")?;
         let (admin_token, generated) = berth::startup::admin_token(&settings)?;
-        let app = Application::build(&settings, pool.clone(), admin_token.clone(), Planes::Both)?;
+        let wiring = Wiring {
+            pool: pool.clone(),
+            admin_token: admin_token.clone(),
+            secret_key: berth::startup::secret_key(&settings)?,
+            resolver: Arc::new(NoRuntimes),
+        };
+        let app = Application::build(&settings, wiring, Planes::Both)?;
         print_banner(&settings, &app, admin_token.expose_secret(), generated, cluster.as_ref());
         serve(app).await
     }

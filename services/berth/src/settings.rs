@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// Log output format.
@@ -45,6 +45,17 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// HTTP worker threads; default one per core (`BERTH_WORKERS`).
     pub workers: Option<usize>,
+    /// Secret for session ids and sealed request state, shared by all data-plane nodes
+    /// (`BERTH_SECRET_KEY`, at least 32 characters); `berth up` generates one when unset.
+    pub secret_key: Option<SecretString>,
+    /// This node's name inside session ids (`BERTH_NODE_ID`, `[a-z0-9-]{1,32}`); default random.
+    pub node_id: Option<String>,
+    /// Largest MCP request body in bytes (`BERTH_MCP_MAX_BODY_BYTES`).
+    pub mcp_max_body_bytes: usize,
+    /// Concurrent client sessions per tenant on one node (`BERTH_MAX_SESSIONS_PER_TENANT`).
+    pub max_sessions_per_tenant: usize,
+    /// Seconds before an idle legacy session ends (`BERTH_SESSION_IDLE_SECS`).
+    pub session_idle_secs: u64,
 }
 
 /// Overrides from the command line.
@@ -70,7 +81,10 @@ impl Settings {
             .set_default("max_upload_bytes", 32 * 1024 * 1024)?
             .set_default("max_json_bytes", 1024 * 1024)?
             .set_default("log", "info")?
-            .set_default("log_format", "json")?;
+            .set_default("log_format", "json")?
+            .set_default("mcp_max_body_bytes", 4 * 1024 * 1024)?
+            .set_default("max_sessions_per_tenant", 10_000)?
+            .set_default("session_idle_secs", 30 * 60)?;
         let explicit = overrides.config_file.clone().or_else(|| std::env::var_os("BERTH_CONFIG").map(PathBuf::from));
         match &explicit {
             Some(path) => {
@@ -110,6 +124,19 @@ impl Settings {
         }
         anyhow::ensure!(self.max_upload_bytes >= 1024, "BERTH_MAX_UPLOAD_BYTES must be at least 1024");
         anyhow::ensure!(self.max_json_bytes >= 1024, "BERTH_MAX_JSON_BYTES must be at least 1024");
+        anyhow::ensure!(self.mcp_max_body_bytes >= 1024, "BERTH_MCP_MAX_BODY_BYTES must be at least 1024");
+        anyhow::ensure!(self.session_idle_secs >= 1, "BERTH_SESSION_IDLE_SECS must be at least 1");
+        if let Some(key) = &self.secret_key {
+            anyhow::ensure!(key.expose_secret().len() >= 32, "BERTH_SECRET_KEY must be at least 32 characters");
+        }
+        if let Some(node) = &self.node_id {
+            anyhow::ensure!(
+                !node.is_empty()
+                    && node.len() <= 32
+                    && node.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                "BERTH_NODE_ID must match [a-z0-9-]{{1,32}}"
+            );
+        }
         Ok(())
     }
 

@@ -2,13 +2,17 @@
 
 use std::net::TcpListener;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
+use berth_core::backend::BackendResolver;
+use berth_sessions::{SessionConfig, SessionRegistry};
 use berth_storage::PgPool;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::settings::Settings;
 
@@ -23,6 +27,18 @@ pub enum Planes {
     Data,
 }
 
+/// What the planes are built from, besides settings.
+pub struct Wiring {
+    /// The system of record.
+    pub pool: PgPool,
+    /// The platform administrator's token.
+    pub admin_token: SecretString,
+    /// Secret for session ids and sealed request state.
+    pub secret_key: SecretString,
+    /// Finds backends for server versions.
+    pub resolver: Arc<dyn BackendResolver>,
+}
+
 /// A bound, not yet running server.
 pub struct Application {
     port: u16,
@@ -32,7 +48,8 @@ pub struct Application {
 
 impl Application {
     /// Binds `settings.listen` (port 0 picks a free port) and wires the chosen planes.
-    pub fn build(settings: &Settings, pool: PgPool, admin_token: SecretString, planes: Planes) -> anyhow::Result<Self> {
+    pub fn build(settings: &Settings, wiring: Wiring, planes: Planes) -> anyhow::Result<Self> {
+        let Wiring { pool, admin_token, secret_key, resolver } = wiring;
         let listener =
             TcpListener::bind(settings.listen).with_context(|| format!("failed to listen on {}", settings.listen))?;
         let bound = listener.local_addr().context("failed to read the bound address")?;
@@ -45,7 +62,16 @@ impl Application {
             max_upload_bytes: settings.max_upload_bytes,
             max_json_bytes: settings.max_json_bytes,
         };
-        let data = berth_data_plane::DataPlaneState { pool: pool.clone(), public_url: public_url.clone() };
+        let mut sessions = SessionConfig::new(node_id(settings), secret_key.expose_secret().as_bytes());
+        sessions.max_sessions_per_tenant = settings.max_sessions_per_tenant;
+        sessions.legacy_idle = Duration::from_secs(settings.session_idle_secs);
+        let data = berth_data_plane::DataPlaneState::new(
+            pool.clone(),
+            &public_url,
+            SessionRegistry::new(sessions),
+            resolver,
+            settings.mcp_max_body_bytes,
+        );
         let pool = web::Data::new(pool);
         let mut server = HttpServer::new(move || {
             let mut app = App::new()
@@ -102,21 +128,45 @@ async fn request_id_header(
     Ok(response)
 }
 
-/// Reads `BERTH_ADMIN_TOKEN` from settings, else from `{data_dir}/admin-token`, else generates
-/// one there (mode 0600). Returns the token and whether it was just generated.
-pub fn admin_token(settings: &Settings) -> anyhow::Result<(SecretString, bool)> {
-    if let Some(token) = &settings.admin_token {
-        return Ok((token.clone(), false));
+fn node_id(settings: &Settings) -> String {
+    settings.node_id.clone().unwrap_or_else(|| {
+        let random = berth_auth::generate_admin_token().to_ascii_lowercase();
+        let suffix: String = random.chars().rev().filter(char::is_ascii_alphanumeric).take(8).collect();
+        format!("n{suffix}")
+    })
+}
+
+/// A secret from settings, else from `{data_dir}/{file}`, else generated there (mode 0600).
+/// Returns it and whether it was just generated.
+pub fn persistent_secret(
+    configured: Option<&SecretString>,
+    settings: &Settings,
+    file: &str,
+    generate: fn() -> String,
+) -> anyhow::Result<(SecretString, bool)> {
+    if let Some(secret) = configured {
+        return Ok((secret.clone(), false));
     }
-    let path = settings.data_dir.join("admin-token");
+    let path = settings.data_dir.join(file);
     if let Ok(saved) = std::fs::read_to_string(&path) {
         let saved = saved.trim();
-        anyhow::ensure!(!saved.is_empty(), "{} is empty; delete it to generate a new token", path.display());
+        anyhow::ensure!(!saved.is_empty(), "{} is empty; delete it to generate a new one", path.display());
         return Ok((SecretString::from(saved.to_owned()), false));
     }
-    let token = berth_auth::generate_admin_token();
-    write_private(&path, &token)?;
-    Ok((SecretString::from(token), true))
+    let secret = generate();
+    write_private(&path, &secret)?;
+    Ok((SecretString::from(secret), true))
+}
+
+/// The platform admin token (`BERTH_ADMIN_TOKEN`, else `{data_dir}/admin-token`).
+pub fn admin_token(settings: &Settings) -> anyhow::Result<(SecretString, bool)> {
+    persistent_secret(settings.admin_token.as_ref(), settings, "admin-token", berth_auth::generate_admin_token)
+}
+
+/// The data-plane secret (`BERTH_SECRET_KEY`, else `{data_dir}/secret-key`).
+pub fn secret_key(settings: &Settings) -> anyhow::Result<SecretString> {
+    persistent_secret(settings.secret_key.as_ref(), settings, "secret-key", berth_auth::generate_admin_token)
+        .map(|(s, _)| s)
 }
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {

@@ -22,11 +22,9 @@ fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
         .get(header::AUTHORIZATION)
         .ok_or_else(|| ApiError::Unauthorized("missing credentials: send `Authorization: Bearer <token>`".into()))?;
     let text = value.to_str().map_err(|_| ApiError::Unauthorized("invalid credentials".into()))?;
-    let token = text
-        .strip_prefix("Bearer ")
-        .or_else(|| text.strip_prefix("bearer "))
+    let token = berth_auth::bearer_token(text)
         .ok_or_else(|| ApiError::Unauthorized("the Authorization header must use the Bearer scheme".into()))?;
-    Ok(token.trim().to_owned())
+    Ok(token.to_owned())
 }
 
 async fn verify(req: HttpRequest) -> Result<Caller, ApiError> {

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Once;
 
 use berth::settings::{LogFormat, Settings};
-use berth::startup::{Application, Planes};
+use std::sync::Arc;
+
+use berth::startup::{Application, Planes, Wiring};
 use berth_test_support::TestDatabase;
 use reqwest::{Method, RequestBuilder, Response};
 use secrecy::SecretString;
@@ -43,16 +45,30 @@ pub fn test_settings() -> Settings {
         log: "off".into(),
         log_format: LogFormat::Json,
         workers: Some(1),
+        secret_key: None,
+        node_id: Some("test".into()),
+        mcp_max_body_bytes: 64 * 1024,
+        max_sessions_per_tenant: 100,
+        session_idle_secs: 60,
     }
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Arc::new(berth_data_plane::NoRuntimes)).await
+}
+
+/// Spawns the app with `resolver` finding backends (the fixture backend for MCP tests).
+pub async fn spawn_app_with(resolver: Arc<dyn berth_core::backend::BackendResolver>) -> TestApp {
     init_logs();
     let db = berth_test_support::database().await;
     let admin_token = format!("berth_admin_test_{}", uuid::Uuid::new_v4().simple());
-    let app =
-        Application::build(&test_settings(), db.pool.clone(), SecretString::from(admin_token.clone()), Planes::Both)
-            .expect("failed to build the app");
+    let wiring = Wiring {
+        pool: db.pool.clone(),
+        admin_token: SecretString::from(admin_token.clone()),
+        secret_key: SecretString::from(format!("test-secret-{}", uuid::Uuid::new_v4())),
+        resolver,
+    };
+    let app = Application::build(&test_settings(), wiring, Planes::Both).expect("failed to build the app");
     let address = format!("http://127.0.0.1:{}", app.port());
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp { address, admin_token, db, client: reqwest::Client::new() }
