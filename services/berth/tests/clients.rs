@@ -117,3 +117,111 @@ async fn the_official_conformance_suite_passes_against_the_hosted_fixture() {
     }
     assert!(failures.is_empty(), "conformance failures beyond the baseline: {failures:?}");
 }
+
+fn stdout_json(output: &Output) -> serde_json::Value {
+    assert!(output.status.success(), "client failed: {}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line =
+        text.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or_else(|| panic!("no JSON in {text}"));
+    serde_json::from_str(line).unwrap()
+}
+
+/// The Python SDK in all three connection modes, with elicitation, sampling and progress.
+#[actix_web::test]
+#[ignore = "needs .tools/: run cargo xtask test"]
+async fn the_python_sdk_uses_a_hosted_server_in_auto_legacy_and_modern_modes() {
+    let (app, key) = fixture_app().await;
+    let python = root().join(".tools/venv/bin/python");
+    assert!(python.exists(), "run scripts/install-tools.sh");
+    let script = root().join("tests/clients/python_client.py");
+    let url = app.url("/t/acme/private/mcp");
+    for (mode, version) in [("auto", "2026-07-28"), ("legacy", "2025-11-25"), ("2026-07-28", "2026-07-28")] {
+        let output = run(&python, &[script.to_str().unwrap(), &url, mode], &[("BERTH_TOKEN", &key)]).await;
+        let out = stdout_json(&output);
+        assert_eq!(out["protocol_version"], version, "{mode}");
+        assert!(out["tools"].as_array().unwrap().iter().any(|t| t == "echo"), "{mode}");
+        assert_eq!(out["echo"], "hi", "{mode}");
+        assert_eq!(out["add"]["sum"], 5, "{mode}");
+        assert!(out["elicitation"].as_str().unwrap().contains("octocat"), "{mode}: {}", out["elicitation"]);
+        assert!(out["sampling"].as_str().unwrap().contains("Paris"), "{mode}: {}", out["sampling"]);
+        assert_eq!(out["progress"], json!([0.0, 50.0, 100.0]), "{mode}");
+        assert_eq!(out["templates"], json!(["test://template/{id}/data"]), "{mode}");
+        assert_eq!(out["prompt_messages"], 1, "{mode}");
+    }
+    // Without the key the private server refuses the SDK.
+    let output = run(&python, &[script.to_str().unwrap(), &url, "legacy"], &[]).await;
+    assert!(!output.status.success());
+}
+
+/// The TypeScript SDK 1.32 (legacy era only) with a bearer key.
+#[actix_web::test]
+#[ignore = "needs .tools/: run cargo xtask test"]
+async fn the_typescript_sdk_lists_and_calls_tools() {
+    let (app, key) = fixture_app().await;
+    let script = root().join("scripts/tools/ts_client.mjs");
+    let url = app.url("/t/acme/private/mcp");
+    let output = run(
+        &tool("node"),
+        &[script.to_str().unwrap(), &url, "echo", r#"{"message":"from ts"}"#],
+        &[("BERTH_TOKEN", &key)],
+    )
+    .await;
+    let out = stdout_json(&output);
+    assert_eq!(out["protocolVersion"], "2025-11-25");
+    assert_eq!(out["serverInfo"]["name"], "berth-fixture");
+    assert_eq!(out["call"]["result"]["content"][0]["text"], "from ts");
+}
+
+/// The Inspector CLI in its legacy default and pinned to the modern era.
+#[actix_web::test]
+#[ignore = "needs .tools/: run cargo xtask test"]
+async fn the_inspector_cli_lists_and_calls_tools_in_both_eras() {
+    let (app, key) = fixture_app().await;
+    let inspector = tool("mcp-inspector");
+    let url = app.url("/t/acme/private/mcp");
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path().to_str().unwrap().to_owned();
+    let auth = format!("Authorization: Bearer {key}");
+    for era in ["legacy", "modern"] {
+        let list = [
+            "--cli",
+            &url,
+            "--transport",
+            "http",
+            "--protocol-era",
+            era,
+            "--header",
+            &auth,
+            "--method",
+            "tools/list",
+            "--format",
+            "json",
+        ];
+        let out = stdout_json(&run(&inspector, &list, &[("HOME", &home)]).await);
+        assert!(out["result"]["tools"].as_array().unwrap().iter().any(|t| t["name"] == "echo"), "{era}");
+        let call = [
+            "--cli",
+            &url,
+            "--transport",
+            "http",
+            "--protocol-era",
+            era,
+            "--header",
+            &auth,
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "echo",
+            "--tool-arg",
+            "message=hi",
+            "--format",
+            "json",
+        ];
+        let out = stdout_json(&run(&inspector, &call, &[("HOME", &home)]).await);
+        assert_eq!(out["result"]["content"][0]["text"], "hi", "{era}");
+    }
+    let denied =
+        ["--cli", &url, "--transport", "http", "--method", "tools/list", "--format", "json", "--stored-auth-only"];
+    let output = run(&inspector, &denied, &[("HOME", &home)]).await;
+    assert_eq!(output.status.code(), Some(3), "the Inspector reports 401 as exit code 3");
+}
