@@ -52,7 +52,7 @@ impl Role {
 
 /// What an API key (or, later, an OAuth token) is allowed to do.
 ///
-/// The model is documented in `docs/scopes.md`.
+/// The model is documented in `docs/api.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Scope {
     /// Call the tenant's MCP servers (`mcp`). The default for new keys.
