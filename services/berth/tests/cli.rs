@@ -144,3 +144,72 @@ fn control_plane_without_a_database_url_says_what_is_missing() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("DATABASE_URL must be set"), "{stderr}");
 }
+
+/// A one-shot HTTP collector on loopback: records the request line of every request it gets.
+fn fake_collector() -> (String, std::sync::mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            use std::io::{BufRead, BufReader, Read, Write};
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut length = 0usize;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                    break;
+                }
+                if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = tx.send(line.trim().to_owned());
+            let mut stream = stream;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
+    let (collector, received) = fake_collector();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(tmp.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("BERTH_ADMIN_TOKEN")
+        .env("BERTH_LOG", "info")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut berth = Berth { child, dir: tmp.path().to_path_buf() };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !Command::new("curl")
+        .args(["-sf", &format!("http://127.0.0.1:{port}/healthz")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        assert!(Instant::now() < deadline, "berth up did not start");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    kill(Pid::from_raw(berth.child.id() as i32), Signal::SIGINT).unwrap();
+    let _ = berth.child.wait();
+    let request = received.recv_timeout(Duration::from_secs(20)).expect("no OTLP export arrived");
+    assert!(request.starts_with("POST /v1/traces"), "{request}");
+}
