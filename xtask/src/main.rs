@@ -69,7 +69,8 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     run(
         "cargo test",
         cargo()
-            .args(["test", "--workspace", "--all-targets"])
+            // `--include-ignored` runs the external-client tests, which need `.tools/`.
+            .args(["test", "--workspace", "--all-targets", "--", "--include-ignored"])
             .env(berth_test_support::CLUSTER_URL_ENV, cluster.url("postgres")),
     )?;
     run(
