@@ -16,7 +16,7 @@ use berth_protocol::{Era, LogLevel, RpcError};
 use futures::stream::BoxStream;
 use serde_json::{Map, Value};
 
-use crate::model::{Server, ServerVersion};
+use crate::model::{Server, ServerVersion, Tenant};
 
 /// `_meta` key a backend may put in the params of a server→client request to name it.
 ///
@@ -165,10 +165,27 @@ pub trait Backend: Send + Sync + 'static {
 
 /// Finds (starting or loading as needed) the backend serving a server version.
 pub trait BackendResolver: Send + Sync + 'static {
-    /// The backend for `version` of `server`.
+    /// The backend for `version` of `server` in `tenant`.
     fn resolve(
         &self,
+        tenant: &Tenant,
         server: &Server,
         version: &ServerVersion,
     ) -> BoxFuture<'static, Result<Arc<dyn Backend>, BackendError>>;
+}
+
+/// Checks an uploaded WebAssembly component against the `berth:mcp` world before it is stored.
+pub trait ComponentValidator: Send + Sync + 'static {
+    /// `Err` names what is missing or wrong.
+    fn validate(&self, bytes: &[u8]) -> Result<(), String>;
+}
+
+/// The validator of a build without a WASM runtime: the component header only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeaderOnly;
+
+impl ComponentValidator for HeaderOnly {
+    fn validate(&self, bytes: &[u8]) -> Result<(), String> {
+        crate::server::check_component_header(bytes).map_err(|e| e.to_string())
+    }
 }

@@ -279,6 +279,38 @@ pub struct WasmSpec {
     pub sha256: String,
     /// Size in bytes.
     pub size: u64,
+    /// Hosts the guest may reach over `wasi:http` (empty: none).
+    #[serde(default)]
+    pub egress: Vec<String>,
+}
+
+/// Validates an egress allowlist: host names (`api.example.com`), wildcard subdomains
+/// (`*.example.com`) or IP literals, lowercase, at most 64 entries.
+pub fn parse_egress(raw: &str) -> Result<Vec<String>> {
+    let mut hosts: Vec<String> = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let host = item.to_ascii_lowercase();
+        let name = host.strip_prefix("*.").unwrap_or(&host);
+        let valid_label = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        let is_ip = name.parse::<std::net::IpAddr>().is_ok();
+        let is_name = name.len() <= 253 && name.split('.').all(valid_label);
+        if !(is_ip || is_name) || (is_ip && host.starts_with("*.")) {
+            return Err(Error::invalid("egress", format!("{item:?} is not a host name, *.domain or IP address")));
+        }
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
+    if hosts.len() > 64 {
+        return Err(Error::invalid("egress", "at most 64 hosts"));
+    }
+    Ok(hosts)
 }
 
 /// What one immutable server version runs.
@@ -369,6 +401,18 @@ mod tests {
             headers: BTreeMap::from([("Host".to_owned(), "evil".to_owned())]),
         };
         assert!(spec.validate().is_err());
+    }
+
+    #[test]
+    fn egress_lists_accept_hosts_wildcards_and_ips_and_reject_the_rest() {
+        assert_eq!(
+            parse_egress("API.example.com, *.github.com,127.0.0.1,, api.example.com").unwrap(),
+            vec!["api.example.com", "*.github.com", "127.0.0.1"]
+        );
+        assert!(parse_egress("").unwrap().is_empty());
+        for bad in ["http://x.com", "a/b", "*.x_y.com", "-x.com", "x..com", "*", "*.127.0.0.1"] {
+            assert!(parse_egress(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod api_keys;
 pub mod embedded;
 pub mod error;
 pub mod routing;
+pub mod server_config;
 pub mod servers;
 pub mod tenants;
 pub mod versions;

@@ -30,6 +30,7 @@ struct Row {
     limits: Option<Json<ContainerLimits>>,
     url: Option<String>,
     headers: Json<BTreeMap<String, String>>,
+    egress: Vec<String>,
     enabled: bool,
     created_at: DateTime<Utc>,
 }
@@ -46,6 +47,7 @@ impl TryFrom<Row> for ServerVersion {
             ServerKind::Wasm => VersionSpec::Wasm(WasmSpec {
                 sha256: r.wasm_sha256.ok_or_else(|| corrupt("wasm_sha256"))?,
                 size: r.wasm_size.and_then(|s| u64::try_from(s).ok()).unwrap_or_default(),
+                egress: r.egress,
             }),
             ServerKind::Container => VersionSpec::Container(ContainerSpec {
                 image: r.image.ok_or_else(|| corrupt("image"))?,
@@ -140,8 +142,12 @@ pub async fn insert(
         mut url,
         mut headers,
     ) = (None, None, None, None, Vec::new(), BTreeMap::new(), None, None, None, None, BTreeMap::new());
+    let mut egress: Vec<String> = Vec::new();
     match spec {
-        VersionSpec::Wasm(w) => sha = Some(w.sha256.clone()),
+        VersionSpec::Wasm(w) => {
+            sha = Some(w.sha256.clone());
+            egress = w.egress.clone();
+        }
         VersionSpec::Container(c) => {
             image = Some(c.image.clone());
             transport = Some(c.transport.as_str());
@@ -160,8 +166,8 @@ pub async fn insert(
     sqlx::query!(
         "INSERT INTO server_versions
             (tenant_id, id, server_id, number, kind, wasm_sha256, image, transport, command, args, env,
-             port, path, limits, url, headers)
-         SELECT $1, $2, $3, COALESCE(MAX(number), 0) + 1, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15
+             port, path, limits, url, headers, egress)
+         SELECT $1, $2, $3, COALESCE(MAX(number), 0) + 1, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16
          FROM server_versions WHERE tenant_id = $1 AND server_id = $3",
         tenant,
         id,
@@ -177,7 +183,8 @@ pub async fn insert(
         path,
         limits as _,
         url,
-        Json(&headers) as _
+        Json(&headers) as _,
+        &egress
     )
     .execute(&mut *conn)
     .await?;
@@ -200,7 +207,7 @@ async fn get_by_id(conn: &mut PgConnection, scope: &TenantScope, id: VersionId) 
         r#"SELECT v.id, v.server_id, v.number, v.kind, v.wasm_sha256, c.size AS "wasm_size?", v.image,
                   v.transport, v.command, v.args, v.env AS "env: Json<BTreeMap<String, String>>", v.port,
                   v.path, v.limits AS "limits: Json<ContainerLimits>", v.url,
-                  v.headers AS "headers: Json<BTreeMap<String, String>>", v.enabled, v.created_at
+                  v.headers AS "headers: Json<BTreeMap<String, String>>", v.egress, v.enabled, v.created_at
            FROM server_versions v
            LEFT JOIN wasm_components c ON c.tenant_id = v.tenant_id AND c.sha256 = v.wasm_sha256
            WHERE v.tenant_id = $1 AND v.id = $2"#,
@@ -226,7 +233,7 @@ pub async fn list(
         r#"SELECT v.id, v.server_id, v.number, v.kind, v.wasm_sha256, c.size AS "wasm_size?", v.image,
                   v.transport, v.command, v.args, v.env AS "env: Json<BTreeMap<String, String>>", v.port,
                   v.path, v.limits AS "limits: Json<ContainerLimits>", v.url,
-                  v.headers AS "headers: Json<BTreeMap<String, String>>", v.enabled, v.created_at
+                  v.headers AS "headers: Json<BTreeMap<String, String>>", v.egress, v.enabled, v.created_at
            FROM server_versions v
            LEFT JOIN wasm_components c ON c.tenant_id = v.tenant_id AND c.sha256 = v.wasm_sha256
            WHERE v.tenant_id = $1 AND v.server_id = $2 AND ($3::int IS NULL OR v.number < $3)
@@ -255,7 +262,7 @@ pub async fn get(
         r#"SELECT v.id, v.server_id, v.number, v.kind, v.wasm_sha256, c.size AS "wasm_size?", v.image,
                   v.transport, v.command, v.args, v.env AS "env: Json<BTreeMap<String, String>>", v.port,
                   v.path, v.limits AS "limits: Json<ContainerLimits>", v.url,
-                  v.headers AS "headers: Json<BTreeMap<String, String>>", v.enabled, v.created_at
+                  v.headers AS "headers: Json<BTreeMap<String, String>>", v.egress, v.enabled, v.created_at
            FROM server_versions v
            LEFT JOIN wasm_components c ON c.tenant_id = v.tenant_id AND c.sha256 = v.wasm_sha256
            WHERE v.tenant_id = $1 AND v.server_id = $2 AND v.number = $3"#,

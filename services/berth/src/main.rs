@@ -79,6 +79,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 admin_token,
                 secret_key: SecretString::from(berth_auth::generate_admin_token()),
                 resolver: Arc::new(NoRuntimes),
+                validator: Arc::new(berth_core::backend::HeaderOnly),
             };
             serve(Application::build(&settings, wiring, Planes::Control)?).await
         }
@@ -95,6 +96,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 admin_token: SecretString::from(String::new()),
                 secret_key,
                 resolver: Arc::new(NoRuntimes),
+                validator: Arc::new(berth_core::backend::HeaderOnly),
             };
             serve(Application::build(&settings, wiring, Planes::Data)?).await
         }
@@ -153,6 +155,7 @@ async fn up(settings: Settings) -> anyhow::Result<()> {
             admin_token: admin_token.clone(),
             secret_key: berth::startup::secret_key(&settings)?,
             resolver: Arc::new(NoRuntimes),
+            validator: Arc::new(berth_core::backend::HeaderOnly),
         };
         let app = Application::build(&settings, wiring, Planes::Both)?;
         print_banner(&settings, &app, admin_token.expose_secret(), generated, cluster.as_ref());

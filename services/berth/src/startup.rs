@@ -9,7 +9,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use berth_core::backend::BackendResolver;
+use berth_core::backend::{BackendResolver, ComponentValidator};
 use berth_sessions::{SessionConfig, SessionRegistry};
 use berth_storage::PgPool;
 use secrecy::{ExposeSecret, SecretString};
@@ -37,6 +37,8 @@ pub struct Wiring {
     pub secret_key: SecretString,
     /// Finds backends for server versions.
     pub resolver: Arc<dyn BackendResolver>,
+    /// Checks uploaded components.
+    pub validator: Arc<dyn ComponentValidator>,
 }
 
 /// A bound, not yet running server.
@@ -49,7 +51,7 @@ pub struct Application {
 impl Application {
     /// Binds `settings.listen` (port 0 picks a free port) and wires the chosen planes.
     pub fn build(settings: &Settings, wiring: Wiring, planes: Planes) -> anyhow::Result<Self> {
-        let Wiring { pool, admin_token, secret_key, resolver } = wiring;
+        let Wiring { pool, admin_token, secret_key, resolver, validator } = wiring;
         let listener =
             TcpListener::bind(settings.listen).with_context(|| format!("failed to listen on {}", settings.listen))?;
         let bound = listener.local_addr().context("failed to read the bound address")?;
@@ -61,6 +63,7 @@ impl Application {
             public_url: public_url.clone(),
             max_upload_bytes: settings.max_upload_bytes,
             max_json_bytes: settings.max_json_bytes,
+            validator,
         };
         let mut sessions = SessionConfig::new(node_id(settings), secret_key.expose_secret().as_bytes());
         sessions.max_sessions_per_tenant = settings.max_sessions_per_tenant;

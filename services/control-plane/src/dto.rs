@@ -217,6 +217,9 @@ pub(crate) struct VersionBody {
     pub(crate) sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) size: Option<u64>,
+    /// Hosts a WASM guest may reach.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) egress: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) image: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -251,6 +254,7 @@ impl VersionBody {
             created_at: v.created_at,
             sha256: None,
             size: None,
+            egress: None,
             image: None,
             transport: None,
             command: None,
@@ -266,6 +270,7 @@ impl VersionBody {
             VersionSpec::Wasm(w) => {
                 body.sha256 = Some(w.sha256);
                 body.size = Some(w.size);
+                body.egress = Some(w.egress);
             }
             VersionSpec::Container(c) => {
                 body.image = Some(c.image);
@@ -292,6 +297,29 @@ impl VersionBody {
 pub(crate) struct PublishQuery {
     /// Make the new version active (default true).
     pub(crate) activate: Option<bool>,
+    /// `wasm` only: comma-separated hosts the guest may reach over `wasi:http`
+    /// (`api.example.com`, `*.example.com`, IP literals). Default: none.
+    pub(crate) egress: Option<String>,
+}
+
+/// Body of `PUT .../servers/{server}/config`: replaces the whole configuration.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PutConfig {
+    /// Plain values, readable by the server through `berth:mcp/config.get`.
+    #[serde(default)]
+    pub(crate) config: BTreeMap<String, String>,
+    /// Secrets, readable through `berth:mcp/config.secret`; never shown again.
+    #[serde(default)]
+    pub(crate) secrets: BTreeMap<String, String>,
+}
+
+/// A server's configuration as the admin API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ConfigBody {
+    pub(crate) config: BTreeMap<String, String>,
+    /// Secret names; values are never shown.
+    pub(crate) secrets: Vec<String>,
 }
 
 /// Body of `POST /tenants/{tenant}/api-keys`.

@@ -28,6 +28,8 @@ pub struct ControlPlaneState {
     pub max_upload_bytes: usize,
     /// Largest accepted JSON body, in bytes.
     pub max_json_bytes: usize,
+    /// Checks uploaded components against the `berth:mcp` world.
+    pub validator: std::sync::Arc<dyn berth_core::backend::ComponentValidator>,
 }
 
 impl std::fmt::Debug for ControlPlaneState {

@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::dto;
-use crate::routes::{api_keys, servers, tenants, versions};
+use crate::routes::{api_keys, config, servers, tenants, versions};
 
 struct BearerAuth;
 
@@ -31,12 +31,13 @@ impl utoipa::Modify for BearerAuth {
     paths(
         tenants::create, tenants::list, tenants::get, tenants::patch, tenants::delete,
         servers::create, servers::list, servers::get, servers::patch, servers::delete,
+        config::get, config::put,
         versions::publish, versions::list, versions::get, versions::activate,
         api_keys::create, api_keys::list, api_keys::get, api_keys::revoke,
     ),
     components(schemas(
         dto::CreateTenant, dto::PatchTenant, dto::TenantBody,
-        dto::CreateServer, dto::PatchServer, dto::ServerBody,
+        dto::CreateServer, dto::PatchServer, dto::ServerBody, dto::PutConfig, dto::ConfigBody,
         dto::ContainerVersionRequest, dto::RemoteVersionRequest, dto::LimitsBody, dto::VersionBody,
         dto::CreateApiKey, dto::ApiKeyBody, dto::CreatedApiKey,
     )),

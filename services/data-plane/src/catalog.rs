@@ -14,6 +14,7 @@ use berth_core::backend::{Backend, BackendError, BackendResolver};
 use berth_core::{ApiKeyId, Slug, VersionId};
 use berth_storage::PgPool;
 use berth_storage::routing::Route;
+use chrono::{DateTime, Utc};
 
 /// The catalog failed to reach the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +35,7 @@ pub struct Catalog {
     pool: PgPool,
     routes: CacheMap<(Slug, Slug), Option<Arc<Route>>>,
     keys: CacheMap<String, Option<Arc<StoredKey>>>,
-    backends: RwLock<HashMap<VersionId, Arc<dyn Backend>>>,
+    backends: RwLock<HashMap<(VersionId, DateTime<Utc>), Arc<dyn Backend>>>,
     touched: Mutex<HashMap<ApiKeyId, Instant>>,
 }
 
@@ -127,22 +128,24 @@ impl Catalog {
         }
     }
 
-    /// The backend serving `route`'s active version, resolved once per version.
+    /// The backend serving `route`'s active version, resolved once per version and server
+    /// revision (a configuration change touches the server, so it takes effect).
     pub async fn backend(
         &self,
         route: &Route,
         resolver: &dyn BackendResolver,
     ) -> Result<Arc<dyn Backend>, BackendError> {
         let version = route.version.as_ref().ok_or_else(|| BackendError::Unavailable("no active version".into()))?;
-        if let Some(hit) = self.backends.read().ok().and_then(|m| m.get(&version.id).cloned()) {
+        let key = (version.id, route.server.updated_at);
+        if let Some(hit) = self.backends.read().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(hit);
         }
-        let backend = resolver.resolve(&route.server, version).await?;
+        let backend = resolver.resolve(&route.tenant, &route.server, version).await?;
         if let Ok(mut map) = self.backends.write() {
             if map.len() >= 10_000 {
                 map.clear();
             }
-            map.insert(version.id, backend.clone());
+            map.insert(key, backend.clone());
         }
         Ok(backend)
     }

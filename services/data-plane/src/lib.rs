@@ -81,6 +81,7 @@ pub struct NoRuntimes;
 impl BackendResolver for NoRuntimes {
     fn resolve(
         &self,
+        _tenant: &berth_core::Tenant,
         server: &berth_core::Server,
         _version: &berth_core::ServerVersion,
     ) -> berth_core::backend::BoxFuture<

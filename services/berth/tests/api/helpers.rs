@@ -67,6 +67,7 @@ pub async fn spawn_app_with(resolver: Arc<dyn berth_core::backend::BackendResolv
         admin_token: SecretString::from(admin_token.clone()),
         secret_key: SecretString::from(format!("test-secret-{}", uuid::Uuid::new_v4())),
         resolver,
+        validator: Arc::new(berth_core::backend::HeaderOnly),
     };
     let app = Application::build(&test_settings(), wiring, Planes::Both).expect("failed to build the app");
     let address = format!("http://127.0.0.1:{}", app.port());

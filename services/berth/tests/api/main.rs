@@ -3,6 +3,7 @@
 //! One binary for all of them keeps link time down.
 
 mod api_keys;
+mod config;
 mod health;
 mod helpers;
 mod mcp_auth;

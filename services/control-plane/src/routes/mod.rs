@@ -6,6 +6,7 @@ use berth_core::Error as Invalid;
 use crate::problem::ApiError;
 
 pub(crate) mod api_keys;
+pub(crate) mod config;
 pub(crate) mod servers;
 pub(crate) mod tenants;
 pub(crate) mod versions;
@@ -30,6 +31,11 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(servers::get))
                 .route(web::patch().to(servers::patch))
                 .route(web::delete().to(servers::delete)),
+        )
+        .service(
+            web::resource("/tenants/{tenant}/servers/{server}/config")
+                .route(web::get().to(config::get))
+                .route(web::put().to(config::put)),
         )
         .service(
             web::resource("/tenants/{tenant}/servers/{server}/versions")

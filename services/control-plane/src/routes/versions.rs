@@ -54,14 +54,28 @@ pub(crate) async fn publish(
     if media != expected {
         return Err(ApiError::UnsupportedMediaType(expected));
     }
+    let egress = match (&query.egress, server.kind) {
+        (None, _) => Vec::new(),
+        (Some(raw), ServerKind::Wasm) => berth_core::server::parse_egress(raw)?,
+        (Some(_), _) => return Err(Invalid::invalid("egress", "applies to wasm versions only").into()),
+    };
     let body = read_limited(&req, payload, limit).await?;
+    if server.kind == ServerKind::Wasm {
+        berth_core::server::check_component_header(&body)?;
+        // Compiling a component takes real CPU time: keep it off the async workers.
+        let validator = state.validator.clone();
+        let bytes = body.clone();
+        web::block(move || validator.validate(&bytes))
+            .await
+            .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("validation task failed: {e}")))?
+            .map_err(|why| Invalid::invalid("body", why))?;
+    }
     let mut tx = state.pool.begin().await.map_err(berth_storage::Error::from)?;
     let spec = match server.kind {
         ServerKind::Wasm => {
-            berth_core::server::check_component_header(&body)?;
             let sha256 = hex::encode(Sha256::digest(&body));
             versions::put_component(&mut tx, &scope, &sha256, &body).await?;
-            VersionSpec::Wasm(WasmSpec { sha256, size: body.len() as u64 })
+            VersionSpec::Wasm(WasmSpec { sha256, size: body.len() as u64, egress })
         }
         ServerKind::Container => {
             let spec: ContainerSpec = json_spec(&body)?;

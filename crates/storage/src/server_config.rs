@@ -1,0 +1,69 @@
+//! Per-server configuration and secrets, read by WASM guests through `berth:mcp/config`.
+
+use std::collections::BTreeMap;
+
+use berth_core::{ServerId, TenantScope};
+use sqlx::PgConnection;
+
+use crate::error::Result;
+
+/// A server's configuration: plain values and secrets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Plain values (shown through the admin API).
+    pub values: BTreeMap<String, String>,
+    /// Secrets (never shown again; names only).
+    pub secrets: BTreeMap<String, String>,
+}
+
+/// Reads a server's configuration.
+pub async fn get(conn: &mut PgConnection, scope: &TenantScope, server: ServerId) -> Result<ServerConfig> {
+    let rows = sqlx::query!(
+        "SELECT key, value, secret FROM server_config WHERE tenant_id = $1 AND server_id = $2 ORDER BY key",
+        scope.tenant_id().as_uuid(),
+        server.as_uuid()
+    )
+    .fetch_all(conn)
+    .await?;
+    let mut config = ServerConfig::default();
+    for row in rows {
+        if row.secret {
+            config.secrets.insert(row.key, row.value);
+        } else {
+            config.values.insert(row.key, row.value);
+        }
+    }
+    Ok(config)
+}
+
+/// Replaces a server's whole configuration; run it in a transaction.
+pub async fn replace(
+    conn: &mut PgConnection,
+    scope: &TenantScope,
+    server: ServerId,
+    config: &ServerConfig,
+) -> Result<()> {
+    let tenant = scope.tenant_id().as_uuid();
+    sqlx::query!("DELETE FROM server_config WHERE tenant_id = $1 AND server_id = $2", tenant, server.as_uuid())
+        .execute(&mut *conn)
+        .await?;
+    let entries =
+        config.values.iter().map(|(k, v)| (k, v, false)).chain(config.secrets.iter().map(|(k, v)| (k, v, true)));
+    for (key, value, secret) in entries {
+        sqlx::query!(
+            "INSERT INTO server_config (tenant_id, server_id, key, value, secret) VALUES ($1, $2, $3, $4, $5)",
+            tenant,
+            server.as_uuid(),
+            key,
+            value,
+            secret
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    // A config change is a server change: caches keyed on `updated_at` pick it up.
+    sqlx::query!("UPDATE servers SET updated_at = now() WHERE tenant_id = $1 AND id = $2", tenant, server.as_uuid())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
