@@ -17,6 +17,7 @@
 #![allow(clippy::expect_used, clippy::panic)] // test fixtures fail loudly by design
 
 pub mod fixture;
+pub mod guests;
 
 pub use fixture::{FixtureBackend, FixtureOptions, FixtureResolver, ScriptedPeer};
 
