@@ -51,6 +51,30 @@ pub(crate) fn run(what: &str, cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Builds (and with `gates`, formats and lints) the WebAssembly guests in `examples/`, a
+/// workspace of its own for `wasm32-wasip2`, adding the target when it is missing.
+fn build_guests(gates: bool) -> anyhow::Result<()> {
+    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    let has_target = installed
+        .as_ref()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == "wasm32-wasip2"));
+    if !has_target {
+        run("rustup target add wasm32-wasip2", Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
+    }
+    let manifest = ["--manifest-path", "examples/Cargo.toml"];
+    if gates {
+        run("cargo fmt --check (examples)", cargo().arg("fmt").args(manifest).args(["--all", "--", "--check"]))?;
+        run(
+            "cargo clippy (examples, wasm32-wasip2)",
+            cargo().arg("clippy").args(manifest).args(["--target", "wasm32-wasip2", "--", "-D", "warnings"]),
+        )?;
+    }
+    run(
+        "build WebAssembly guests (examples/)",
+        cargo().arg("build").args(manifest).args(["--release", "--target", "wasm32-wasip2"]),
+    )
+}
+
 pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
 }
@@ -63,6 +87,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         run("cargo clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
         sqlx_cache::prepare(true)?;
     }
+    build_guests(gates)?;
     run("install external MCP clients (.tools/)", Command::new("bash").arg("scripts/install-tools.sh"))?;
     println!("==> starting a private PostgreSQL cluster for this test run");
     let cluster = berth_test_support::start_private_cluster().context("cannot start the test PostgreSQL cluster")?;

@@ -14,7 +14,8 @@ const OWNERS: &[(&str, &[&str])] = &[
     ("sqlx", &["berth-storage"]),
     ("wasmtime", &["berth-runtime-wasm"]),
     ("bollard", &["berth-runtime-container"]),
-    ("actix-web", &["berth-control-plane", "berth-data-plane", "berth"]),
+    // The bench crate serves a raw actix-web endpoint as a baseline.
+    ("actix-web", &["berth-control-plane", "berth-data-plane", "berth", "berth-bench"]),
 ];
 
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {

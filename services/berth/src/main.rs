@@ -8,7 +8,7 @@ use berth::settings::{Overrides, Settings};
 use std::sync::Arc;
 
 use berth::startup::{Application, Planes, Wiring};
-use berth_data_plane::NoRuntimes;
+use berth_data_plane::{NoRuntimes, Runtimes, WasmValidator};
 use berth_storage::PgPool;
 use berth_storage::embedded::{Cluster, ClusterSettings};
 use clap::{Parser, Subcommand};
@@ -74,12 +74,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let admin_token =
                 settings.admin_token.clone().context("BERTH_ADMIN_TOKEN must be set for `berth control-plane`")?;
             // The control plane serves no MCP traffic: its session secret is throwaway.
+            let wasm = berth::startup::wasm_runtime(&settings)?;
             let wiring = Wiring {
                 pool,
                 admin_token,
                 secret_key: SecretString::from(berth_auth::generate_admin_token()),
                 resolver: Arc::new(NoRuntimes),
-                validator: Arc::new(berth_core::backend::HeaderOnly),
+                validator: Arc::new(WasmValidator(wasm)),
             };
             serve(Application::build(&settings, wiring, Planes::Control)?).await
         }
@@ -91,12 +92,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 .clone()
                 .context("BERTH_SECRET_KEY must be set for `berth data-plane` (the same on every node)")?;
             // The data plane never serves the admin API, so it holds no admin token.
+            let wasm = berth::startup::wasm_runtime(&settings)?;
             let wiring = Wiring {
-                pool,
+                pool: pool.clone(),
                 admin_token: SecretString::from(String::new()),
                 secret_key,
-                resolver: Arc::new(NoRuntimes),
-                validator: Arc::new(berth_core::backend::HeaderOnly),
+                resolver: Arc::new(Runtimes::new(pool, wasm.clone())),
+                validator: Arc::new(WasmValidator(wasm)),
             };
             serve(Application::build(&settings, wiring, Planes::Data)?).await
         }
@@ -150,15 +152,18 @@ async fn up(settings: Settings) -> anyhow::Result<()> {
     let result = async {
         berth_storage::migrate(&pool).await.context("failed to apply migrations")?;
         let (admin_token, generated) = berth::startup::admin_token(&settings)?;
+        let wasm = berth::startup::wasm_runtime(&settings)?;
+        let validator = WasmValidator(wasm.clone());
+        let demo = berth::demo::ensure(&pool, &validator).await?;
         let wiring = Wiring {
             pool: pool.clone(),
             admin_token: admin_token.clone(),
             secret_key: berth::startup::secret_key(&settings)?,
-            resolver: Arc::new(NoRuntimes),
-            validator: Arc::new(berth_core::backend::HeaderOnly),
+            resolver: Arc::new(Runtimes::new(pool.clone(), wasm)),
+            validator: Arc::new(validator),
         };
         let app = Application::build(&settings, wiring, Planes::Both)?;
-        print_banner(&settings, &app, admin_token.expose_secret(), generated, cluster.as_ref());
+        print_banner(&settings, &app, admin_token.expose_secret(), generated, cluster.as_ref(), &demo);
         serve(app).await
     }
     .await;
@@ -182,7 +187,14 @@ async fn open_embedded(cluster: &Cluster, max_connections: u32) -> anyhow::Resul
 }
 
 #[allow(clippy::print_stdout)]
-fn print_banner(settings: &Settings, app: &Application, token: &str, generated: bool, cluster: Option<&Cluster>) {
+fn print_banner(
+    settings: &Settings,
+    app: &Application,
+    token: &str,
+    generated: bool,
+    cluster: Option<&Cluster>,
+    demo: &berth::demo::Demo,
+) {
     let url = app.public_url().as_str().trim_end_matches('/');
     let token_note = match (generated, &settings.admin_token) {
         (_, Some(_)) => "from BERTH_ADMIN_TOKEN".to_owned(),
@@ -195,6 +207,14 @@ fn print_banner(settings: &Settings, app: &Application, token: &str, generated: 
         }
         None => "DATABASE_URL".to_owned(),
     };
+    let demo = match demo {
+        berth::demo::Demo::Published | berth::demo::Demo::Existing => format!(
+            "\nDemo server (a public WebAssembly component: add, word_count, greeting://{{name}}, code_review):\
+             \n  {url}/t/demo/classic/mcp\
+             \n  Claude Desktop, Cursor, VS Code: {{\"mcpServers\": {{\"berth-demo\": {{\"type\": \"http\", \"url\": \"{url}/t/demo/classic/mcp\"}}}}}}\n"
+        ),
+        berth::demo::Demo::Skipped(why) => format!("\nDemo server skipped: {why}\n"),
+    };
     println!(
         "\nBerth is up.\n\
          \n  Admin API    {url}/api/v1  (OpenAPI: {url}/api/v1/openapi.json)\
@@ -206,6 +226,7 @@ fn print_banner(settings: &Settings, app: &Application, token: &str, generated: 
          \n  curl -s -X POST {url}/api/v1/tenants -H \"Authorization: Bearer $BERTH_ADMIN_TOKEN\" \\\
          \n       -H 'Content-Type: application/json' -d '{{\"slug\":\"acme\",\"name\":\"Acme\"}}'\
          \n  See the README walkthrough for servers, versions and API keys.\
+         \n{demo}\
          \n\nPress Ctrl-C to stop.\n"
     );
 }

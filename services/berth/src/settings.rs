@@ -56,6 +56,10 @@ pub struct Settings {
     pub max_sessions_per_tenant: usize,
     /// Seconds before an idle legacy session ends (`BERTH_SESSION_IDLE_SECS`).
     pub session_idle_secs: u64,
+    /// Memory cap of one WASM instance in MiB (`BERTH_WASM_MAX_MEMORY_MB`).
+    pub wasm_max_memory_mb: usize,
+    /// Time limit of one WASM call in milliseconds (`BERTH_WASM_CALL_TIMEOUT_MS`).
+    pub wasm_call_timeout_ms: u64,
 }
 
 /// Overrides from the command line.
@@ -84,7 +88,9 @@ impl Settings {
             .set_default("log_format", "json")?
             .set_default("mcp_max_body_bytes", 4 * 1024 * 1024)?
             .set_default("max_sessions_per_tenant", 10_000)?
-            .set_default("session_idle_secs", 30 * 60)?;
+            .set_default("session_idle_secs", 30 * 60)?
+            .set_default("wasm_max_memory_mb", 64)?
+            .set_default("wasm_call_timeout_ms", 10_000)?;
         let explicit = overrides.config_file.clone().or_else(|| std::env::var_os("BERTH_CONFIG").map(PathBuf::from));
         match &explicit {
             Some(path) => {
@@ -126,6 +132,8 @@ impl Settings {
         anyhow::ensure!(self.max_json_bytes >= 1024, "BERTH_MAX_JSON_BYTES must be at least 1024");
         anyhow::ensure!(self.mcp_max_body_bytes >= 1024, "BERTH_MCP_MAX_BODY_BYTES must be at least 1024");
         anyhow::ensure!(self.session_idle_secs >= 1, "BERTH_SESSION_IDLE_SECS must be at least 1");
+        anyhow::ensure!((1..=4096).contains(&self.wasm_max_memory_mb), "BERTH_WASM_MAX_MEMORY_MB must be 1-4096");
+        anyhow::ensure!(self.wasm_call_timeout_ms >= 10, "BERTH_WASM_CALL_TIMEOUT_MS must be at least 10");
         if let Some(key) = &self.secret_key {
             anyhow::ensure!(key.expose_secret().len() >= 32, "BERTH_SECRET_KEY must be at least 32 characters");
         }

@@ -186,3 +186,14 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         .with_context(|| format!("failed to create {}", path.display()))?;
     file.write_all(contents.as_bytes()).with_context(|| format!("failed to write {}", path.display()))
 }
+
+/// The WASM runtime, with its compiled-component cache under `{data_dir}/wasm-cache`.
+pub fn wasm_runtime(settings: &Settings) -> anyhow::Result<berth_runtime_wasm::WasmRuntime> {
+    let wasm = berth_runtime_wasm::WasmSettings {
+        cache_dir: Some(settings.data_dir.join("wasm-cache")),
+        max_memory_bytes: settings.wasm_max_memory_mb.saturating_mul(1024 * 1024),
+        call_timeout: Duration::from_millis(settings.wasm_call_timeout_ms),
+        ..berth_runtime_wasm::WasmSettings::default()
+    };
+    berth_runtime_wasm::WasmRuntime::new(wasm).map_err(|e| anyhow::anyhow!("failed to start the WASM runtime: {e}"))
+}

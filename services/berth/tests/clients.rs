@@ -225,3 +225,98 @@ async fn the_inspector_cli_lists_and_calls_tools_in_both_eras() {
     let output = run(&inspector, &denied, &[("HOME", &home)]).await;
     assert_eq!(output.status.code(), Some(3), "the Inspector reports 401 as exit code 3");
 }
+
+/// An app with the real runtimes and the example components published through the admin API:
+/// `acme/fixture` (public: the conformance fixture as a WASM guest) and `acme/classic`.
+async fn wasm_app() -> (TestApp, String) {
+    let app = helpers::spawn_app_with_runtimes().await;
+    app.create_tenant("acme").await.assert_status(201);
+    app.create_tenant("globex").await.assert_status(201);
+    let public = json!({"slug": "fixture", "name": "Conformance fixture (WASM)", "kind": "wasm", "public": true});
+    app.post_json(As::Admin, "/api/v1/tenants/acme/servers", &public).await.assert_status(201);
+    app.create_server(As::Admin, "acme", "classic", "wasm").await.assert_status(201);
+    for (server, guest) in [("fixture", "berth_example_fixture"), ("classic", "berth_example_classic")] {
+        let bytes = std::fs::read(berth_test_support::guests::guest(guest)).unwrap();
+        let path = format!("/api/v1/tenants/acme/servers/{server}/versions");
+        app.post_raw(As::Admin, &path, "application/wasm", bytes).await.assert_status(201);
+    }
+    let key = app.key_with("acme", &["mcp"]).await;
+    (app, key)
+}
+
+/// Both full requirement sets against the conformance fixture running as a WASM component.
+#[actix_web::test]
+#[ignore = "needs .tools/: run cargo xtask test"]
+async fn the_conformance_suite_passes_against_the_fixture_as_a_wasm_component() {
+    let (app, _) = wasm_app().await;
+    let url = app.url("/t/acme/fixture/mcp");
+    let conformance = tool("conformance");
+    let baseline = root().join("tests/conformance/baseline-wasm.yml");
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path().to_str().unwrap().to_owned();
+    let mut failures = Vec::new();
+    for requirements in ["2025-11-25", "2026-07-28"] {
+        let args = [
+            "server",
+            "--url",
+            &url,
+            "--requirements",
+            requirements,
+            "--expected-failures",
+            baseline.to_str().unwrap(),
+            "-o",
+            &out,
+        ];
+        if !run(&conformance, &args, &[]).await.status.success() {
+            failures.push(format!("--requirements {requirements}"));
+        }
+    }
+    assert!(failures.is_empty(), "conformance failures beyond the baseline: {failures:?}");
+}
+
+/// The classic examples, published through the admin API, answer the Python SDK in both eras
+/// and the Inspector CLI.
+#[actix_web::test]
+#[ignore = "needs .tools/: run cargo xtask test"]
+async fn the_classic_wasm_examples_answer_the_python_sdk_and_the_inspector() {
+    let (app, key) = wasm_app().await;
+    let url = app.url("/t/acme/classic/mcp");
+    let python = root().join(".tools/venv/bin/python");
+    let script = root().join("tests/clients/python_classic.py");
+    for mode in ["legacy", "2026-07-28"] {
+        let out = stdout_json(&run(&python, &[script.to_str().unwrap(), &url, mode], &[("BERTH_TOKEN", &key)]).await);
+        assert_eq!(out["add"], json!({"result": 5.0}), "{mode}");
+        assert_eq!(out["word_count"]["words"], 3, "{mode}: {}", out["word_count"]);
+        assert!(out["greeting"].as_str().unwrap().contains("Ada"), "{mode}");
+        assert!(out["prompt"].as_str().unwrap().contains("rust"), "{mode}: {}", out["prompt"]);
+        assert!(out["progress"].as_array().is_some_and(|p| p.len() >= 2), "{mode}: {}", out["progress"]);
+    }
+    let inspector = tool("mcp-inspector");
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path().to_str().unwrap().to_owned();
+    let auth = format!("Authorization: Bearer {key}");
+    for era in ["legacy", "modern"] {
+        let call = [
+            "--cli",
+            &url,
+            "--transport",
+            "http",
+            "--protocol-era",
+            era,
+            "--header",
+            &auth,
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "add",
+            "--tool-arg",
+            "a=2",
+            "--tool-arg",
+            "b=3",
+            "--format",
+            "json",
+        ];
+        let out = stdout_json(&run(&inspector, &call, &[("HOME", &home)]).await);
+        assert_eq!(out["result"]["structuredContent"]["result"], 5.0, "{era}");
+    }
+}

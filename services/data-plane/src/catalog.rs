@@ -22,6 +22,9 @@ pub struct Unavailable;
 
 const MAX_ENTRIES: usize = 100_000;
 
+/// A backend is reused while the version and the server's revision stay the same.
+type BackendKey = (VersionId, DateTime<Utc>);
+
 /// A cache of values by key, each with the time it was fetched.
 type CacheMap<K, T> = RwLock<HashMap<K, Cached<T>>>;
 
@@ -35,7 +38,8 @@ pub struct Catalog {
     pool: PgPool,
     routes: CacheMap<(Slug, Slug), Option<Arc<Route>>>,
     keys: CacheMap<String, Option<Arc<StoredKey>>>,
-    backends: RwLock<HashMap<(VersionId, DateTime<Utc>), Arc<dyn Backend>>>,
+    /// Backends by (version, server revision).
+    backends: RwLock<HashMap<BackendKey, Arc<dyn Backend>>>,
     touched: Mutex<HashMap<ApiKeyId, Instant>>,
 }
 

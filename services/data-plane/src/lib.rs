@@ -10,7 +10,10 @@ pub mod caller;
 pub mod catalog;
 pub mod guard;
 mod mcp;
+mod resolver;
 mod respond;
+
+pub use resolver::{Runtimes, WasmValidator};
 
 use std::sync::Arc;
 

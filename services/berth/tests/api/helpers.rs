@@ -50,6 +50,8 @@ pub fn test_settings() -> Settings {
         mcp_max_body_bytes: 64 * 1024,
         max_sessions_per_tenant: 100,
         session_idle_secs: 60,
+        wasm_max_memory_mb: 64,
+        wasm_call_timeout_ms: 2_000,
     }
 }
 
@@ -57,19 +59,44 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(Arc::new(berth_data_plane::NoRuntimes)).await
 }
 
+/// Spawns the app with the real runtimes: components are validated and run by wasmtime.
+pub async fn spawn_app_with_runtimes() -> TestApp {
+    let cache = std::env::temp_dir().join("berth-test-wasm-cache");
+    let settings = berth_runtime_wasm::WasmSettings {
+        cache_dir: Some(cache),
+        call_timeout: std::time::Duration::from_millis(1_500),
+        ..berth_runtime_wasm::WasmSettings::default()
+    };
+    let wasm = berth_runtime_wasm::WasmRuntime::new(settings).expect("wasm runtime");
+    let db = berth_test_support::database().await;
+    let resolver = Arc::new(berth_data_plane::Runtimes::new(db.pool.clone(), wasm.clone()));
+    let mut settings = test_settings();
+    settings.max_upload_bytes = 8 * 1024 * 1024;
+    spawn_app_on(settings, db, resolver, Arc::new(berth_data_plane::WasmValidator(wasm))).await
+}
+
 /// Spawns the app with `resolver` finding backends (the fixture backend for MCP tests).
 pub async fn spawn_app_with(resolver: Arc<dyn berth_core::backend::BackendResolver>) -> TestApp {
-    init_logs();
     let db = berth_test_support::database().await;
+    spawn_app_on(test_settings(), db, resolver, Arc::new(berth_core::backend::HeaderOnly)).await
+}
+
+async fn spawn_app_on(
+    settings: Settings,
+    db: TestDatabase,
+    resolver: Arc<dyn berth_core::backend::BackendResolver>,
+    validator: Arc<dyn berth_core::backend::ComponentValidator>,
+) -> TestApp {
+    init_logs();
     let admin_token = format!("berth_admin_test_{}", uuid::Uuid::new_v4().simple());
     let wiring = Wiring {
         pool: db.pool.clone(),
         admin_token: SecretString::from(admin_token.clone()),
         secret_key: SecretString::from(format!("test-secret-{}", uuid::Uuid::new_v4())),
         resolver,
-        validator: Arc::new(berth_core::backend::HeaderOnly),
+        validator,
     };
-    let app = Application::build(&test_settings(), wiring, Planes::Both).expect("failed to build the app");
+    let app = Application::build(&settings, wiring, Planes::Both).expect("failed to build the app");
     let address = format!("http://127.0.0.1:{}", app.port());
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp { address, admin_token, db, client: reqwest::Client::new() }

@@ -14,3 +14,4 @@ mod servers;
 mod storage;
 mod tenants;
 mod versions;
+mod wasm;

@@ -1,0 +1,144 @@
+//! WebAssembly servers end to end: published through the admin API, validated, run by wasmtime.
+
+use serde_json::json;
+
+use crate::helpers::{As, TestApp, spawn_app_with_runtimes};
+use crate::mcp_client::McpApp;
+
+fn component(name: &str) -> Vec<u8> {
+    std::fs::read(berth_test_support::guests::guest(name)).unwrap()
+}
+
+async fn publish(app: &TestApp, who: As<'_>, tenant: &str, server: &str, bytes: Vec<u8>) -> crate::helpers::Reply {
+    app.post_raw(who, &format!("/api/v1/tenants/{tenant}/servers/{server}/versions"), "application/wasm", bytes).await
+}
+
+/// Wraps an app with keys the way the MCP tests expect.
+async fn wasm_app() -> McpApp {
+    let app = spawn_app_with_runtimes().await;
+    let (acme_admin, globex_admin) = app.two_tenants().await;
+    for (tenant, admin) in [("acme", &acme_admin), ("globex", &globex_admin)] {
+        app.create_server(As::Key(admin), tenant, "classic", "wasm").await.assert_status(201);
+        publish(&app, As::Key(admin), tenant, "classic", component("berth_example_classic")).await.assert_status(201);
+        app.create_server(As::Key(admin), tenant, "hostile", "wasm").await.assert_status(201);
+        publish(&app, As::Key(admin), tenant, "hostile", component("berth_example_hostile")).await.assert_status(201);
+    }
+    let acme = app.key_with("acme", &["mcp"]).await;
+    let globex = app.key_with("globex", &["mcp"]).await;
+    McpApp { app, acme, globex }
+}
+
+#[actix_web::test]
+async fn uploads_that_are_not_berth_components_are_refused_naming_the_problem() {
+    let app = spawn_app_with_runtimes().await;
+    app.create_tenant("acme").await.assert_status(201);
+    app.create_server(As::Admin, "acme", "calc", "wasm").await.assert_status(201);
+    let mut garbage = b"\0asm\x0d\0\x01\0".to_vec();
+    garbage.extend_from_slice(&[0xff; 64]);
+    let reply = publish(&app, As::Admin, "acme", "calc", garbage).await;
+    reply.assert_problem(400);
+    assert_eq!(reply.body["field"], "body");
+    let versions = app.get(As::Admin, "/api/v1/tenants/acme/servers/calc/versions").await;
+    assert_eq!(versions.body["items"].as_array().unwrap().len(), 0, "nothing was published");
+    publish(&app, As::Admin, "acme", "calc", component("berth_example_classic")).await.assert_status(201);
+}
+
+#[actix_web::test]
+async fn a_published_component_answers_in_both_eras() {
+    let t = wasm_app().await;
+    let url = t.url("acme", "classic");
+    let modern = t
+        .modern(
+            &url,
+            Some(&t.acme),
+            json!(1),
+            "tools/call",
+            json!({"name": "add", "arguments": {"a": 2, "b": 3}}),
+            json!({}),
+        )
+        .await;
+    assert_eq!(modern.status, 200, "{}", modern.text);
+    assert_eq!(modern.result()["structuredContent"]["result"], 5.0);
+    assert_eq!(modern.result()["resultType"], "complete");
+    let session = t.initialize(&url, Some(&t.acme), "2025-11-25", json!({})).await;
+    let read = t.legacy(&url, Some(&t.acme), &session, 2, "resources/read", json!({"uri": "greeting://Ada"})).await;
+    assert!(read.result()["contents"][0]["text"].as_str().unwrap().contains("Ada"), "{}", read.text);
+    let prompts = t.legacy(&url, Some(&t.acme), &session, 3, "prompts/list", json!({})).await;
+    assert!(prompts.result()["prompts"].as_array().unwrap().iter().any(|p| p["name"] == "code_review"));
+}
+
+#[actix_web::test]
+async fn a_looping_guest_is_stopped_at_the_deadline_and_the_next_call_works() {
+    let t = wasm_app().await;
+    let url = t.url("acme", "hostile");
+    let started = std::time::Instant::now();
+    let spin = t
+        .modern(&url, Some(&t.acme), json!(1), "tools/call", json!({"name": "spin", "arguments": {}}), json!({}))
+        .await;
+    assert!(spin.last().get("error").is_some() || spin.result()["isError"] == true, "{}", spin.text);
+    assert!(spin.text.contains("time limit"), "a clear error: {}", spin.text);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let ok =
+        t.modern(&url, Some(&t.acme), json!(2), "tools/call", json!({"name": "ok", "arguments": {}}), json!({})).await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    assert!(ok.text.contains("fine"), "{}", ok.text);
+    let other = t.modern(&t.url("acme", "classic"), Some(&t.acme), json!(3), "tools/list", json!({}), json!({})).await;
+    assert_eq!(other.status, 200, "other servers are unaffected");
+}
+
+#[actix_web::test]
+async fn a_memory_bomb_and_a_crash_are_contained() {
+    let t = wasm_app().await;
+    let url = t.url("acme", "hostile");
+    for tool in ["bomb", "trap", "recurse", "huge"] {
+        let reply = t
+            .modern(&url, Some(&t.acme), json!(1), "tools/call", json!({"name": tool, "arguments": {}}), json!({}))
+            .await;
+        let failed = reply.last().get("error").is_some() || reply.result()["isError"] == true;
+        assert!(failed, "{tool} must fail: {}", &reply.text[..reply.text.len().min(300)]);
+        assert!(reply.text.len() < 64 * 1024, "{tool}: the error is bounded");
+    }
+    let ok =
+        t.modern(&url, Some(&t.acme), json!(2), "tools/call", json!({"name": "ok", "arguments": {}}), json!({})).await;
+    assert!(ok.text.contains("fine"), "{}", ok.text);
+}
+
+#[actix_web::test]
+async fn guests_read_only_their_own_servers_config_and_secrets() {
+    let t = wasm_app().await;
+    let admin = |tenant: &str| format!("/api/v1/tenants/{tenant}/servers/hostile/config");
+    for (tenant, value) in [("acme", "acme-value"), ("globex", "globex-value")] {
+        let body = json!({"config": {"region": value}, "secrets": {"TOKEN": format!("{value}-secret")}});
+        t.app.send(t.app.request(As::Admin, reqwest::Method::PUT, &admin(tenant)).json(&body)).await.assert_status(200);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for (tenant, key, value) in [("acme", &t.acme, "acme-value"), ("globex", &t.globex, "globex-value")] {
+        let reply = t
+            .modern(
+                &t.url(tenant, "hostile"),
+                Some(key),
+                json!(1),
+                "tools/call",
+                json!({"name": "config", "arguments": {"key": "region"}}),
+                json!({}),
+            )
+            .await;
+        assert!(reply.text.contains(value), "{tenant}: {}", reply.text);
+        let other = if tenant == "acme" { "globex-value" } else { "acme-value" };
+        assert!(!reply.text.contains(other), "{tenant} sees another tenant's config: {}", reply.text);
+        let secret = t
+            .modern(
+                &t.url(tenant, "hostile"),
+                Some(key),
+                json!(2),
+                "tools/call",
+                json!({"name": "config", "arguments": {"key": "TOKEN"}}),
+                json!({}),
+            )
+            .await;
+        assert!(secret.text.contains(&format!("{value}-secret")), "{tenant}: {}", secret.text);
+    }
+    let classic =
+        t.modern(&t.url("acme", "classic"), Some(&t.acme), json!(3), "tools/list", json!({}), json!({})).await;
+    assert!(!classic.text.contains("acme-value"), "config never leaks into another server");
+}
