@@ -1,0 +1,154 @@
+//! Processes and cores: server children pinned with `taskset`, the load generator pinned to
+//! another core, and the readings taken from `/proc` (RSS, CPU time).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+
+/// `/proc/<pid>/stat` counts CPU time in `USER_HZ` ticks, 100 per second on Linux.
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// Where the servers and the load generator run.
+#[derive(Debug, Clone)]
+pub(crate) struct Pinning {
+    /// `taskset -c` list for server processes, when pinning is possible.
+    pub(crate) server: Option<String>,
+    /// Core of the load generator, when pinning is possible.
+    pub(crate) client: Option<usize>,
+}
+
+impl Pinning {
+    /// Pins the load generator (this process, before any runtime thread exists) to the last
+    /// core and reserves the first for servers, when `taskset` exists and there are two cores.
+    pub(crate) fn apply(enabled: bool) -> Self {
+        let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+        let taskset = Command::new("taskset")
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !enabled || cores < 2 || !taskset {
+            return Self { server: None, client: None };
+        }
+        let client = cores - 1;
+        let mut set = nix::sched::CpuSet::new();
+        if set.set(client).is_err() || nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).is_err() {
+            return Self { server: None, client: None };
+        }
+        let server = if cores == 2 { "0".to_owned() } else { format!("0-{}", cores - 2) };
+        Self { server: Some(server), client: Some(client) }
+    }
+
+    /// One line for the result header.
+    pub(crate) fn describe(&self) -> String {
+        match (&self.server, self.client) {
+            (Some(server), Some(client)) => {
+                format!("servers pinned to CPU {server} (taskset), load generator to CPU {client}")
+            }
+            _ => "no pinning (taskset missing, --no-pin, or fewer than 2 cores)".to_owned(),
+        }
+    }
+}
+
+/// A server child process (`berth-bench serve ...`), killed when dropped.
+pub(crate) struct Server {
+    child: Child,
+    /// Its bound port on 127.0.0.1.
+    pub(crate) port: u16,
+    /// Its process id (for `/proc` readings).
+    pub(crate) pid: u32,
+    /// What it is, for messages.
+    pub(crate) name: String,
+}
+
+impl Server {
+    /// Starts `berth-bench serve <args>` (under `taskset` when pinning) and waits for its
+    /// `READY <port>` line. Its stderr goes to `$TMPDIR/berth-bench-<name>.log`.
+    pub(crate) fn spawn(name: &str, args: &[String], pinning: &Pinning) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("cannot find the bench executable")?;
+        let log_path = std::env::temp_dir().join(format!("berth-bench-{name}.log"));
+        let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+        let mut command = match &pinning.server {
+            Some(cpus) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpus).arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        command.arg("serve").args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log));
+        let mut child = command.spawn().with_context(|| format!("cannot start the {name} server"))?;
+        let pid = child.id();
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let ready = lines.by_ref().map_while(Result::ok).find_map(|l| l.strip_prefix("READY ").map(str::to_owned));
+            let _ = tx.send(ready);
+            // Keep draining so the child never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(180)) {
+            Ok(Some(port)) => port.trim().parse::<u16>().context("bad READY line")?,
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                anyhow::bail!("the {name} server did not start; see {}", log_path.display());
+            }
+        };
+        Ok(Self { child, port, pid, name: name.to_owned() })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub(crate) fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Resident set size in KiB (`VmRSS`).
+    pub(crate) fn rss_kib(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no VmRSS for {}", self.name))
+    }
+
+    /// User + system CPU seconds used so far, all threads.
+    pub(crate) fn cpu_secs(&self) -> f64 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else { return 0.0 };
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        // `rest` starts at field 3 (state), so field n is at index n - 3.
+        (ticks(11) + ticks(12)) as f64 / TICKS_PER_SEC
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Machine notes for the result header: CPU model, cores, load average.
+pub(crate) fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    format!("{cpu}, {cores} cores, load average {load} at start")
+}

@@ -1,0 +1,67 @@
+//! Berth's benchmarks (B1-B3 of `perf-targets.md`, plus control-plane reads), each against a
+//! baseline measured in the same run. `docs/benchmarks.md` has the commands and last results.
+//!
+//! Every server runs in its own child process (`berth-bench serve <kind>`, hidden), pinned with
+//! `taskset` to the first core; the load generator pins itself to the last core before any
+//! thread starts and runs on one current-thread tokio runtime.
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::indexing_slicing, clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+#![allow(clippy::cast_sign_loss)]
+
+mod b1;
+mod b2;
+mod b3;
+mod client;
+mod control_plane;
+mod harness;
+mod serve;
+mod stats;
+
+use clap::{Parser, Subcommand};
+
+use crate::harness::Pinning;
+
+#[derive(Debug, Parser)]
+#[command(name = "berth-bench", about = "Berth benchmarks; see docs/benchmarks.md")]
+struct Cli {
+    /// Do not pin servers and the load generator to separate cores.
+    #[arg(long, global = true)]
+    no_pin: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// B1: `tools/call` through Berth vs rmcp direct vs a raw actix-web echo.
+    B1(b1::Args),
+    /// B2: legacy session creation rate vs rmcp direct, and a storm of concurrent opens.
+    B2(b2::Args),
+    /// B3: RSS per idle legacy session, a second wave, and idle reaping.
+    B3(b3::Args),
+    /// Control-plane read throughput vs `/healthz` on the same server.
+    ControlPlane(control_plane::Args),
+    /// Runs one server (used by the benchmarks themselves).
+    #[command(hide = true)]
+    Serve(serve::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Serve(args) = &cli.command {
+        return serve::run(args);
+    }
+    let machine = harness::machine();
+    let pinning = Pinning::apply(!cli.no_pin);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let header = format!("machine: {machine}\npinning: {}", pinning.describe());
+    runtime.block_on(async move {
+        match cli.command {
+            Command::B1(args) => b1::run(&args, &pinning, &header).await,
+            Command::B2(args) => b2::run(&args, &pinning, &header).await,
+            Command::B3(args) => b3::run(&args, &pinning, &header).await,
+            Command::ControlPlane(args) => control_plane::run(&args, &pinning, &header).await,
+            Command::Serve(_) => Ok(()),
+        }
+    })
+}
