@@ -52,6 +52,7 @@ pub fn test_settings() -> Settings {
         session_idle_secs: 60,
         wasm_max_memory_mb: 64,
         wasm_call_timeout_ms: 2_000,
+        fail_closed_after_secs: 60,
     }
 }
 
@@ -81,7 +82,7 @@ pub async fn spawn_app_with(resolver: Arc<dyn berth_core::backend::BackendResolv
     spawn_app_on(test_settings(), db, resolver, Arc::new(berth_core::backend::HeaderOnly)).await
 }
 
-async fn spawn_app_on(
+pub async fn spawn_app_on(
     settings: Settings,
     db: TestDatabase,
     resolver: Arc<dyn berth_core::backend::BackendResolver>,
@@ -99,7 +100,7 @@ async fn spawn_app_on(
     let app = Application::build(&settings, wiring, Planes::Both).expect("failed to build the app");
     let address = format!("http://127.0.0.1:{}", app.port());
     actix_web::rt::spawn(app.run_until_stopped());
-    TestApp { address, admin_token, db, client: reqwest::Client::new() }
+    TestApp { address, admin_token, db, client: test_client() }
 }
 
 /// The `items` of a list reply.
@@ -110,6 +111,14 @@ pub fn items(reply: &Reply) -> &Vec<Value> {
 /// One string field of every item of a list reply.
 pub fn item_field<'r>(reply: &'r Reply, field: &str) -> Vec<&'r str> {
     items(reply).iter().map(|i| i[field].as_str().unwrap_or_else(|| panic!("no {field} in {i}"))).collect()
+}
+
+/// A client whose pooled connections never outlive the server's keep-alive.
+pub fn test_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_secs(2))
+        .build()
+        .expect("reqwest client")
 }
 
 /// A response read whole.
