@@ -95,7 +95,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         "cargo test",
         cargo()
             // `--include-ignored` runs the external-client tests, which need `.tools/`.
-            .args(["test", "--workspace", "--all-targets", "--", "--include-ignored"])
+            .args(["test", "--workspace", "--all-targets", "--no-fail-fast", "--", "--include-ignored"])
             .env(berth_test_support::CLUSTER_URL_ENV, cluster.url("postgres")),
     )?;
     run(
