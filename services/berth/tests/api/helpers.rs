@@ -52,7 +52,12 @@ pub fn test_settings() -> Settings {
         session_idle_secs: 60,
         wasm_max_memory_mb: 64,
         wasm_call_timeout_ms: 2_000,
+        containers: Default::default(),
         fail_closed_after_secs: 60,
+        // One spool per app: apps of different tests must not replay each other's events.
+        audit_spool_dir: Some(
+            std::env::temp_dir().join("berth-test-spools").join(uuid::Uuid::new_v4().simple().to_string()),
+        ),
     }
 }
 
@@ -115,10 +120,7 @@ pub fn item_field<'r>(reply: &'r Reply, field: &str) -> Vec<&'r str> {
 
 /// A client whose pooled connections never outlive the server's keep-alive.
 pub fn test_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_idle_timeout(std::time::Duration::from_secs(2))
-        .build()
-        .expect("reqwest client")
+    reqwest::Client::builder().pool_idle_timeout(std::time::Duration::from_secs(2)).build().expect("reqwest client")
 }
 
 /// A response read whole.
