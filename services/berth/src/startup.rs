@@ -65,8 +65,7 @@ impl Application {
             max_json_bytes: settings.max_json_bytes,
             validator,
         };
-        let node = node_id(settings);
-        let mut sessions = SessionConfig::new(node.clone(), secret_key.expose_secret().as_bytes());
+        let mut sessions = SessionConfig::new(node_id(settings), secret_key.expose_secret().as_bytes());
         sessions.max_sessions_per_tenant = settings.max_sessions_per_tenant;
         sessions.legacy_idle = Duration::from_secs(settings.session_idle_secs);
         let data = berth_data_plane::DataPlaneState::new(
@@ -75,11 +74,7 @@ impl Application {
             SessionRegistry::new(sessions),
             resolver,
             settings.mcp_max_body_bytes,
-        )
-        .with_fail_closed_after(Duration::from_secs(settings.fail_closed_after_secs));
-        if planes != Planes::Control {
-            data.listen_for_changes(&node);
-        }
+        );
         let pool = web::Data::new(pool);
         let mut server = HttpServer::new(move || {
             let mut app = App::new()
