@@ -504,7 +504,11 @@ async fn a_client_without_the_capability_gets_a_missing_capability_error() {
 
 #[tokio::test]
 async fn notices_are_capped_per_call() {
-    let (_runtime, server) = hostile_server(ServerSpec::default()).await;
+    // This checks a cap, not speed: a loaded CI machine must not hit the short test deadline.
+    let runtime =
+        WasmRuntime::new(WasmSettings { call_timeout: Duration::from_secs(20), ..settings() }).expect("runtime");
+    let component = load(&runtime).await;
+    let server = runtime.wasm_server(component, ServerSpec::default());
     let peer = ScriptedPeer::modern().shared();
     let result = server.handle(request("tools/call", json!({ "name": "chatty" })), peer.clone()).await.unwrap();
     assert_eq!(text(&result), "chatted");

@@ -40,7 +40,7 @@ fn start(dir: &Path, port: u16) -> Berth {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn berth up");
-    let berth = Berth { child, dir: dir.to_path_buf() };
+    let mut berth = Berth { child, dir: dir.to_path_buf() };
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let ok = Command::new("curl")
@@ -50,6 +50,9 @@ fn start(dir: &Path, port: u16) -> Berth {
             .is_ok_and(|s| s.success());
         if ok {
             return berth;
+        }
+        if let Some(status) = berth.child.try_wait().unwrap() {
+            panic!("berth up exited during start-up ({status}); its stderr is above");
         }
         assert!(Instant::now() < deadline, "berth up did not become ready");
         std::thread::sleep(Duration::from_millis(200));
@@ -205,6 +208,9 @@ fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
         .status()
         .is_ok_and(|s| s.success())
     {
+        if let Some(status) = berth.child.try_wait().unwrap() {
+            panic!("berth up exited during start-up ({status})");
+        }
         assert!(Instant::now() < deadline, "berth up did not start");
         std::thread::sleep(Duration::from_millis(200));
     }
