@@ -51,18 +51,10 @@ pub struct Application {
 impl Application {
     /// Binds `settings.listen` (port 0 picks a free port) and wires the chosen planes.
     pub fn build(settings: &Settings, wiring: Wiring, planes: Planes) -> anyhow::Result<Self> {
-        let Wiring {
-            pool,
-            admin_token,
-            secret_key,
-            resolver,
-            validator,
-        } = wiring;
-        let listener = TcpListener::bind(settings.listen)
-            .with_context(|| format!("failed to listen on {}", settings.listen))?;
-        let bound = listener
-            .local_addr()
-            .context("failed to read the bound address")?;
+        let Wiring { pool, admin_token, secret_key, resolver, validator } = wiring;
+        let listener =
+            TcpListener::bind(settings.listen).with_context(|| format!("failed to listen on {}", settings.listen))?;
+        let bound = listener.local_addr().context("failed to read the bound address")?;
         let public_url = settings.public_url(bound)?;
         crate::telemetry::metrics();
         let control = berth_control_plane::ControlPlaneState {
@@ -73,8 +65,7 @@ impl Application {
             max_json_bytes: settings.max_json_bytes,
             validator,
         };
-        let mut sessions =
-            SessionConfig::new(node_id(settings), secret_key.expose_secret().as_bytes());
+        let mut sessions = SessionConfig::new(node_id(settings), secret_key.expose_secret().as_bytes());
         sessions.max_sessions_per_tenant = settings.max_sessions_per_tenant;
         sessions.legacy_idle = Duration::from_secs(settings.session_idle_secs);
         let data = berth_data_plane::DataPlaneState::new(
@@ -109,11 +100,7 @@ impl Application {
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
         }
-        Ok(Self {
-            port: bound.port(),
-            public_url,
-            server: server.run(),
-        })
+        Ok(Self { port: bound.port(), public_url, server: server.run() })
     }
 
     /// The bound port.
@@ -137,17 +124,12 @@ async fn request_id_header(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    let id = actix_web::HttpMessage::extensions(&req)
-        .get::<tracing_actix_web::RequestId>()
-        .map(ToString::to_string);
+    let id = actix_web::HttpMessage::extensions(&req).get::<tracing_actix_web::RequestId>().map(ToString::to_string);
     let mut response = next.call(req).await?;
     if let Some(id) = id
         && let Ok(value) = actix_web::http::header::HeaderValue::from_str(&id)
     {
-        response.headers_mut().insert(
-            actix_web::http::header::HeaderName::from_static("x-request-id"),
-            value,
-        );
+        response.headers_mut().insert(actix_web::http::header::HeaderName::from_static("x-request-id"), value);
     }
     Ok(response)
 }
@@ -155,12 +137,7 @@ async fn request_id_header(
 fn node_id(settings: &Settings) -> String {
     settings.node_id.clone().unwrap_or_else(|| {
         let random = berth_auth::generate_admin_token().to_ascii_lowercase();
-        let suffix: String = random
-            .chars()
-            .rev()
-            .filter(char::is_ascii_alphanumeric)
-            .take(8)
-            .collect();
+        let suffix: String = random.chars().rev().filter(char::is_ascii_alphanumeric).take(8).collect();
         format!("n{suffix}")
     })
 }
@@ -179,11 +156,7 @@ pub fn persistent_secret(
     let path = settings.data_dir.join(file);
     if let Ok(saved) = std::fs::read_to_string(&path) {
         let saved = saved.trim();
-        anyhow::ensure!(
-            !saved.is_empty(),
-            "{} is empty; delete it to generate a new one",
-            path.display()
-        );
+        anyhow::ensure!(!saved.is_empty(), "{} is empty; delete it to generate a new one", path.display());
         return Ok((SecretString::from(saved.to_owned()), false));
     }
     let secret = generate();
@@ -193,31 +166,20 @@ pub fn persistent_secret(
 
 /// The platform admin token (`BERTH_ADMIN_TOKEN`, else `{data_dir}/admin-token`).
 pub fn admin_token(settings: &Settings) -> anyhow::Result<(SecretString, bool)> {
-    persistent_secret(
-        settings.admin_token.as_ref(),
-        settings,
-        "admin-token",
-        berth_auth::generate_admin_token,
-    )
+    persistent_secret(settings.admin_token.as_ref(), settings, "admin-token", berth_auth::generate_admin_token)
 }
 
 /// The data-plane secret (`BERTH_SECRET_KEY`, else `{data_dir}/secret-key`).
 pub fn secret_key(settings: &Settings) -> anyhow::Result<SecretString> {
-    persistent_secret(
-        settings.secret_key.as_ref(),
-        settings,
-        "secret-key",
-        berth_auth::generate_admin_token,
-    )
-    .map(|(s, _)| s)
+    persistent_secret(settings.secret_key.as_ref(), settings, "secret-key", berth_auth::generate_admin_token)
+        .map(|(s, _)| s)
 }
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("failed to create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
     }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -225,8 +187,7 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("failed to create {}", path.display()))?;
-    file.write_all(contents.as_bytes())
-        .with_context(|| format!("failed to write {}", path.display()))
+    file.write_all(contents.as_bytes()).with_context(|| format!("failed to write {}", path.display()))
 }
 
 /// The WASM runtime, with its compiled-component cache under `{data_dir}/wasm-cache`.
@@ -241,6 +202,5 @@ pub fn wasm_runtime(settings: &Settings) -> anyhow::Result<berth_runtime_wasm::W
         call_timeout: Duration::from_millis(settings.wasm_call_timeout_ms),
         ..berth_runtime_wasm::WasmSettings::default()
     };
-    berth_runtime_wasm::WasmRuntime::new(wasm)
-        .map_err(|e| anyhow::anyhow!("failed to start the WASM runtime: {e}"))
+    berth_runtime_wasm::WasmRuntime::new(wasm).map_err(|e| anyhow::anyhow!("failed to start the WASM runtime: {e}"))
 }
