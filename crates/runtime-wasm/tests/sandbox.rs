@@ -266,8 +266,9 @@ async fn an_infinite_loop_is_stopped_at_the_deadline_and_the_next_call_works() {
     let elapsed = started.elapsed();
     assert_eq!(message, "the server exceeded its 300 ms time limit");
     assert!(elapsed >= TIMEOUT && elapsed < TIMEOUT * 5, "stopped after {elapsed:?}");
-    // The spin burnt CPU, and it was counted.
-    assert!(server.cpu_total() >= Duration::from_millis(100), "cpu {:?}", server.cpu_total());
+    // The spin burnt CPU, and it was counted. How much depends on how busy the machine is
+    // (a loaded CI host gave it 62 ms of its 300 ms), so only a floor well above noise is checked.
+    assert!(server.cpu_total() >= Duration::from_millis(20), "cpu {:?}", server.cpu_total());
     assert!(runtime.usage().cpu >= server.cpu_total());
     assert_still_fine(&server).await;
     assert_eq!(server.calls(), 2);
