@@ -1,0 +1,103 @@
+//! Secrets Berth stores for tenants and must use later (upstream credentials of remote servers),
+//! sealed at rest with AES-256-GCM under a key derived from the deployment secret
+//! (`BERTH_SECRET_KEY`).
+//!
+//! A sealed value is text: `berth:sealed:v1:` then base64url (no padding) of a random 96-bit
+//! nonce followed by the ciphertext and tag. [`open_or_plain`] passes values without the prefix
+//! through unchanged, so rows written before sealing existed keep working.
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+
+/// The purpose string of the key that seals remote servers' upstream headers.
+pub const UPSTREAM_HEADERS: &str = "berth upstream headers v1";
+
+const PREFIX: &str = "berth:sealed:v1:";
+const NONCE_LEN: usize = 12;
+
+/// A sealing key; never printed.
+#[derive(Clone)]
+pub struct SealKey([u8; 32]);
+
+impl std::fmt::Debug for SealKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealKey(..)")
+    }
+}
+
+/// The value is sealed but cannot be opened with this key (another secret, or tampered with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the sealed value cannot be opened with this key")]
+pub struct OpenError;
+
+impl SealKey {
+    /// Derives the key for `purpose` from the deployment secret (SHA-256 over both).
+    pub fn derive(secret: &[u8], purpose: &str) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(purpose.as_bytes());
+        hasher.update([0u8]);
+        hasher.update(secret);
+        Self(hasher.finalize().into())
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(&self.0.into())
+    }
+}
+
+/// Whether `value` is sealed (rather than plain text from before sealing).
+pub fn is_sealed(value: &str) -> bool {
+    value.starts_with(PREFIX)
+}
+
+/// Seals `plain` under `key` with a fresh random nonce.
+pub fn seal(key: &SealKey, plain: &str) -> String {
+    let nonce_bytes: [u8; NONCE_LEN] = rand::random();
+    let nonce = Nonce::from(nonce_bytes);
+    // Encryption into a Vec cannot fail for inputs below the AES-GCM size limit (64 GiB).
+    let sealed = key.cipher().encrypt(&nonce, plain.as_bytes()).unwrap_or_default();
+    let mut bytes = Vec::with_capacity(NONCE_LEN + sealed.len());
+    bytes.extend_from_slice(&nonce_bytes);
+    bytes.extend_from_slice(&sealed);
+    format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Opens a sealed value; a value that is not sealed is returned as is.
+pub fn open_or_plain(key: &SealKey, value: &str) -> Result<String, OpenError> {
+    let Some(encoded) = value.strip_prefix(PREFIX) else { return Ok(value.to_owned()) };
+    let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| OpenError)?;
+    let (nonce, sealed) = bytes.split_at_checked(NONCE_LEN).ok_or(OpenError)?;
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| OpenError)?;
+    let plain = key.cipher().decrypt(&Nonce::from(nonce), sealed).map_err(|_| OpenError)?;
+    String::from_utf8(plain).map_err(|_| OpenError)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_values_open_with_the_same_secret_only() {
+        let key = SealKey::derive(b"a secret of at least thirty-two chars", UPSTREAM_HEADERS);
+        let sealed = seal(&key, "Bearer upstream-token");
+        assert!(is_sealed(&sealed));
+        assert!(!sealed.contains("upstream-token"));
+        assert_ne!(sealed, seal(&key, "Bearer upstream-token"), "every seal has its own nonce");
+        assert_eq!(open_or_plain(&key, &sealed).unwrap(), "Bearer upstream-token");
+        let other = SealKey::derive(b"another secret of at least thirty-two", UPSTREAM_HEADERS);
+        assert_eq!(open_or_plain(&other, &sealed), Err(OpenError));
+        let mut tampered = sealed.clone();
+        tampered.push('A');
+        assert_eq!(open_or_plain(&key, &tampered), Err(OpenError));
+    }
+
+    #[test]
+    fn plain_values_pass_through_and_keys_do_not_print() {
+        let key = SealKey::derive(b"secret", UPSTREAM_HEADERS);
+        assert_eq!(open_or_plain(&key, "plain").unwrap(), "plain");
+        assert_eq!(format!("{key:?}"), "SealKey(..)");
+    }
+}
