@@ -10,19 +10,19 @@ use std::time::Instant;
 use futures::future::join_all;
 
 use crate::client::{Captured, LEGACY, Raw, berth_endpoint, echo_body, message, rmcp_connect_captured, rmcp_echo};
-use crate::harness::{Pinning, Server};
+use crate::harness::{Pinning, QUIET_CORES, QUIET_PATIENCE, Server, wait_quiet};
 use crate::stats::{Cell, Latencies, Table, f1, f2, int, median, median_cell, verdict};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Rounds; every round runs every cell once, targets interleaved.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Calls per session in the 1-session cells.
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 8000)]
     calls_single: usize,
     /// Calls per session in the many-session cells.
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, default_value_t = 800)]
     calls_many: usize,
     /// Sessions in the many-session cells.
     #[arg(long, default_value_t = 32)]
@@ -180,7 +180,10 @@ pub(crate) async fn run(args: &Args, pinning: &Pinning, header: &str) -> anyhow:
     let concurrency = [(1, args.calls_single), (sessions, args.calls_many)];
     // results[target][conc] = one cell per round
     let mut results = vec![vec![Vec::new(); concurrency.len()]; Target::ALL.len()];
+    let mut noisy = 0;
     for round in 0..args.rounds.max(1) {
+        let (busy, _) = wait_quiet(QUIET_CORES, QUIET_PATIENCE).await;
+        noisy += usize::from(busy >= QUIET_CORES);
         for (ci, &(conc, calls)) in concurrency.iter().enumerate() {
             for (ti, &target) in Target::ALL.iter().enumerate() {
                 let c = cell(&targets, target, conc, calls, &mut seq).await;
@@ -281,6 +284,7 @@ pub(crate) async fn run(args: &Args, pinning: &Pinning, header: &str) -> anyhow:
         },
         echo_body(1).len()
     );
+    println!("rounds started on a busy machine (other jobs ≥ {QUIET_CORES} cores): {noisy}");
     println!("\n{}\n\n{}\n\n{}", table.render(), ratios.render(), targets_table.render());
     println!(
         "\nB1 summary: Berth ÷ rmcp req/s {} (1 session) / {} ({sessions}); Berth ÷ actix {} / {}; added p50 over rmcp {} µs.",

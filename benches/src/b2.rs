@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 
 use crate::client::{Raw, berth_endpoint, rmcp_connect};
-use crate::harness::{Pinning, Server};
+use crate::harness::{Pinning, QUIET_CORES, QUIET_PATIENCE, Server, wait_quiet};
 use crate::stats::{Cell, Latencies, Table, f1, f2, int, median, median_cell, verdict};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Rounds; targets interleaved within each round.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Seconds per rate cell.
     #[arg(long, default_value_t = 1.5)]
@@ -243,7 +243,10 @@ pub(crate) async fn run(args: &Args, pinning: &Pinning, header: &str) -> anyhow:
     let openers = args.openers.max(1);
     let concurrency = [1, openers];
     let mut results: Vec<Vec<Vec<Cell>>> = vec![vec![Vec::new(); 2]; 2];
+    let mut noisy = 0;
     for round in 0..args.rounds.max(1) {
+        let (busy, _) = wait_quiet(QUIET_CORES, QUIET_PATIENCE).await;
+        noisy += usize::from(busy >= QUIET_CORES);
         for (ci, &conc) in concurrency.iter().enumerate() {
             for (ti, t) in [Target::Berth, Target::Rmcp].into_iter().enumerate() {
                 let (server, ep) = target(t);
@@ -265,6 +268,8 @@ pub(crate) async fn run(args: &Args, pinning: &Pinning, header: &str) -> anyhow:
     }
 
     eprintln!("B2: storms of {} concurrent opens...", args.storm);
+    let (busy, _) = wait_quiet(QUIET_CORES, QUIET_PATIENCE).await;
+    noisy += usize::from(busy >= QUIET_CORES);
     let storms = [
         ("Berth, raw client", raw_storm(&berth_ep, args.storm).await),
         ("rmcp direct, raw client", raw_storm(&rmcp_ep, args.storm).await),
@@ -356,6 +361,7 @@ pub(crate) async fn run(args: &Args, pinning: &Pinning, header: &str) -> anyhow:
         "rounds: {} (medians), {} s per cell; a session = initialize (200) + notifications/initialized (202)",
         args.rounds, args.secs
     );
+    println!("rounds started on a busy machine (other jobs ≥ {QUIET_CORES} cores): {noisy}");
     println!("\n{}\n\n{}\n\n{}\n\n{}", table.render(), ratios.render(), storm_table.render(), targets.render());
     println!(
         "\nB2 summary: Berth ÷ rmcp session creation {} (1 opener) / {} ({openers}); storm of {}: {berth_failures} failed Berth sessions.",

@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 
 use crate::client::Admin;
-use crate::harness::{Pinning, Server};
+use crate::harness::{Pinning, QUIET_CORES, QUIET_PATIENCE, Server, wait_quiet};
 use crate::stats::{Cell, Latencies, Table, f1, f2, int, median, median_cell};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Rounds; the two endpoints interleaved within each round.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Seconds per cell.
     #[arg(long, default_value_t = 1.5)]
@@ -96,7 +96,10 @@ pub(crate) async fn run(args: &Args, pinning: &Pinning, header: &str) -> anyhow:
     let _ = cell(&berth, &health_url, None, 4, 0.3).await;
     let _ = cell(&berth, &list_url, Some(&key), 4, 0.3).await;
     let mut results: Vec<Vec<Vec<Cell>>> = vec![vec![Vec::new(); 2]; 2];
+    let mut noisy = 0;
     for round in 0..args.rounds.max(1) {
+        let (busy, _) = wait_quiet(QUIET_CORES, QUIET_PATIENCE).await;
+        noisy += usize::from(busy >= QUIET_CORES);
         for (ci, &conc) in concurrency.iter().enumerate() {
             for (ei, (name, url, token)) in endpoints.iter().enumerate() {
                 let c = cell(&berth, url, *token, conc, args.secs).await;
@@ -145,6 +148,7 @@ pub(crate) async fn run(args: &Args, pinning: &Pinning, header: &str) -> anyhow:
         "rounds: {} (medians), {} s per cell; Berth and its PostgreSQL share the server core",
         args.rounds, args.secs
     );
+    println!("rounds started on a busy machine (other jobs ≥ {QUIET_CORES} cores): {noisy}");
     println!("\n{}\n\n{}", table.render(), ratios.render());
     println!(
         "\ncontrol-plane summary: servers list ÷ /healthz throughput {} (1 connection) / {} ({} connections); no target in perf-targets.md.",

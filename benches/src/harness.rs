@@ -7,6 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+/// Other jobs may use at most this many cores when a round starts...
+pub(crate) const QUIET_CORES: f64 = 0.25;
+/// ...or the round waits up to this long for them.
+pub(crate) const QUIET_PATIENCE: Duration = Duration::from_secs(15);
+
 /// `/proc/<pid>/stat` counts CPU time in `USER_HZ` ticks, 100 per second on Linux.
 const TICKS_PER_SEC: f64 = 100.0;
 
@@ -151,4 +156,44 @@ pub(crate) fn machine() -> String {
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default();
     format!("{cpu}, {cores} cores, load average {load} at start")
+}
+
+/// Busy jiffies and total jiffies over all CPUs, from `/proc/stat`.
+fn cpu_jiffies() -> (u64, u64) {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else { return (0, 0) };
+    let Some(line) = stat.lines().next() else { return (0, 0) };
+    let values: Vec<u64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    let total: u64 = values.iter().sum();
+    // idle and iowait are the 4th and 5th values.
+    let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// Waits (up to `patience`) until the machine is quiet: less than `max_cores` of CPU busy over
+/// a one-second sample while the benchmark itself is idle (between rounds, so whatever is busy
+/// is another job). Returns the busy cores of the last sample and whether it had to wait.
+pub(crate) async fn wait_quiet(max_cores: f64, patience: Duration) -> (f64, bool) {
+    let cores = std::fs::read_to_string("/proc/stat")
+        .map(|s| s.lines().filter(|l| l.starts_with("cpu") && !l.starts_with("cpu ")).count())
+        .unwrap_or(1)
+        .max(1) as f64;
+    let start = std::time::Instant::now();
+    let mut waited = false;
+    loop {
+        let (busy0, total0) = cpu_jiffies();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (busy1, total1) = cpu_jiffies();
+        let busy = if total1 > total0 { (busy1 - busy0) as f64 / (total1 - total0) as f64 * cores } else { 0.0 };
+        if busy < max_cores || start.elapsed() >= patience {
+            if busy >= max_cores {
+                eprintln!("  warning: machine still busy ({busy:.2} cores used by other jobs); measuring anyway");
+            }
+            return (busy, waited);
+        }
+        if !waited {
+            eprintln!("  other jobs are using {busy:.2} cores; waiting for a quiet machine...");
+        }
+        waited = true;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }

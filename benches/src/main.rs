@@ -11,6 +11,9 @@
 mod b1;
 mod b2;
 mod b3;
+mod b5;
+mod b6;
+mod b7;
 mod client;
 mod control_plane;
 mod harness;
@@ -39,6 +42,12 @@ enum Command {
     B2(b2::Args),
     /// B3: RSS per idle legacy session, a second wave, and idle reaping.
     B3(b3::Args),
+    /// B5: container-backed calls: cold start vs `docker run` floor, warm calls, pool refill.
+    B5(b5::Args),
+    /// B6: audit throughput: Berth's writer vs `psql` `COPY` of the same rows, and the cost per call.
+    B6(b6::Args),
+    /// B7: token checks (API key and cached JWT; EdDSA and RS256 verification) in process.
+    B7(b7::Args),
     /// Control-plane read throughput vs `/healthz` on the same server.
     ControlPlane(control_plane::Args),
     /// Runs one server (used by the benchmarks themselves).
@@ -60,6 +69,9 @@ fn main() -> anyhow::Result<()> {
             Command::B1(args) => b1::run(&args, &pinning, &header).await,
             Command::B2(args) => b2::run(&args, &pinning, &header).await,
             Command::B3(args) => b3::run(&args, &pinning, &header).await,
+            Command::B5(args) => b5::run(&args, &pinning, &header).await,
+            Command::B6(args) => b6::run(&args, &pinning, &header).await,
+            Command::B7(args) => b7::run(&args, &pinning, &header).await,
             Command::ControlPlane(args) => control_plane::run(&args, &pinning, &header).await,
             Command::Serve(_) => Ok(()),
         }

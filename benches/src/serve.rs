@@ -85,6 +85,12 @@ fn berth(args: &Args) -> anyhow::Result<()> {
         session_idle_secs: args.idle_secs,
         wasm_max_memory_mb: 64,
         wasm_call_timeout_ms: 10_000,
+        containers: Default::default(),
+        fail_closed_after_secs: 60,
+        quota_nodes: 1,
+        audit_spool_dir: Some(
+            std::env::temp_dir().join(format!("berth-bench-spool-{}", uuid::Uuid::new_v4().simple())),
+        ),
     };
     let admin_token = args.admin_token.clone();
     actix_web::rt::System::new().block_on(async move {

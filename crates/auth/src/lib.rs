@@ -1,14 +1,22 @@
 //! Credentials: how API keys look, how they are hashed, and how a presented credential
-//! becomes a [`Principal`](berth_core::Principal).
+//! becomes a [`Principal`](berth_core::Principal); member passwords (argon2id); and OAuth 2.1:
+//! the public URLs, opaque secrets, PKCE, redirect URI rules ([`oauth`]) and JWT access tokens
+//! with per-tenant keys ([`jwt`]).
 //!
 //! This crate holds no I/O: callers fetch the stored key by its prefix and hand it to
-//! [`verify_api_key`], which decides. OAuth tokens join here in a later release.
+//! [`verify_api_key`], which decides; token callers fetch an issuer's keys and hand them to
+//! [`jwt::verify`]. [`cache`] holds the bounded caches of the token path.
 
 pub mod api_key;
+pub mod cache;
+mod crypto;
 pub mod error;
+pub mod jwt;
+pub mod oauth;
+pub mod password;
 
 pub use api_key::{GeneratedKey, ParsedKey, StoredKey, admin_token_matches, generate_admin_token, verify_api_key};
-pub use error::{Error, Result};
+pub use error::{Error, Result, TokenError};
 
 /// The token of an `Authorization: Bearer <token>` header value (scheme case-insensitive).
 pub fn bearer_token(header: &str) -> Option<&str> {

@@ -137,6 +137,9 @@ pub trait Peer: Send + Sync {
     fn client_capabilities(&self) -> &Value;
     /// The era of the client's session.
     fn era(&self) -> Era;
+    /// Reports CPU time spent on this request, for backends that measure it (WASM). The
+    /// session adds it to the call's accounting (audit records, CPU quotas).
+    fn record_cpu(&self, _cpu: std::time::Duration) {}
 }
 
 /// One request handed to a backend: the method and its parameters, with `_meta`,
@@ -159,6 +162,14 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Announcements outside requests (list changes, resource updates), if the backend has any.
     fn events(&self) -> Option<BoxStream<'static, ServerEvent>> {
+        None
+    }
+
+    /// A backend of its own for one client session, for backends that keep state per client
+    /// (a stdio container, an upstream MCP session). The session calls it once when it starts,
+    /// holds the result for its lifetime and drops it when it ends, which releases what it held.
+    /// `None` (the default): sessions share `self`.
+    fn session(&self) -> Option<Arc<dyn Backend>> {
         None
     }
 }

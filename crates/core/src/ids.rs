@@ -70,3 +70,8 @@ id_type!(
     /// Identifies a tenant member.
     MemberId
 );
+id_type!(
+    /// Identifies an OAuth grant: one member's consent for one client to reach one server,
+    /// the family of every access and refresh token issued under it.
+    GrantId
+);

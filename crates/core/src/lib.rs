@@ -11,11 +11,12 @@ pub mod error;
 pub mod ids;
 pub mod model;
 pub mod scope;
+pub mod sealed;
 pub mod server;
 pub mod slug;
 
 pub use error::{Error, Result};
-pub use ids::{ApiKeyId, MemberId, ServerId, TenantId, VersionId};
+pub use ids::{ApiKeyId, GrantId, MemberId, ServerId, TenantId, VersionId};
 pub use model::{ApiKey, Server, ServerVersion, Tenant};
 pub use scope::{AdminScope, Principal, Role, Scope, TenantScope};
 pub use server::{ContainerLimits, ContainerSpec, RemoteSpec, ServerKind, Transport, VersionSpec, WasmSpec};

@@ -142,6 +142,20 @@ pub enum Principal {
         /// When set, the key only reaches these servers.
         servers: Option<Vec<ServerId>>,
     },
+    /// An OAuth access token of one tenant, issued for exactly one server (its audience) by the
+    /// tenant's authorization server or by the external issuer the tenant trusts.
+    Token {
+        /// The token's tenant.
+        tenant: TenantScope,
+        /// The OAuth client the token was issued to.
+        client_id: String,
+        /// The member the token acts for (their id).
+        subject: String,
+        /// Granted scopes.
+        scopes: Vec<Scope>,
+        /// The server URL the token is for (RFC 8707).
+        audience: String,
+    },
 }
 
 impl Principal {
@@ -149,7 +163,17 @@ impl Principal {
     pub fn has_scope(&self, wanted: Scope) -> bool {
         match self {
             Principal::PlatformAdmin => true,
-            Principal::ApiKey { scopes, .. } => scopes.iter().any(|s| s.grants(wanted)),
+            Principal::ApiKey { scopes, .. } | Principal::Token { scopes, .. } => {
+                scopes.iter().any(|s| s.grants(wanted))
+            }
+        }
+    }
+
+    /// The tenant of a tenant-bound credential (`None` for the platform administrator).
+    pub fn tenant(&self) -> Option<&TenantScope> {
+        match self {
+            Principal::PlatformAdmin => None,
+            Principal::ApiKey { tenant, .. } | Principal::Token { tenant, .. } => Some(tenant),
         }
     }
 
@@ -158,6 +182,7 @@ impl Principal {
         match self {
             Principal::PlatformAdmin => "platform-admin".to_owned(),
             Principal::ApiKey { key_id, .. } => format!("api-key:{key_id}"),
+            Principal::Token { client_id, subject, .. } => format!("oauth:{client_id}:{subject}"),
         }
     }
 }

@@ -133,6 +133,10 @@ pub struct ContainerSpec {
     /// Resource limits.
     #[serde(default)]
     pub limits: ContainerLimits,
+    /// Outbound network access. Without it the container has no network at all (not even the
+    /// host's loopback); with it, Docker's default bridge.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub egress: bool,
 }
 
 const MAX_LIST: usize = 256;

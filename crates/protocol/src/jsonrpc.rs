@@ -130,6 +130,14 @@ impl RpcError {
             .with_data(json!({ "supported": supported, "requested": requested }))
     }
 
+    /// A quota refused the request (sent with HTTP 429). The code is `-32600`, as for every
+    /// other refusal before a request reaches its server: the MCP spec reserves `-32020..-32099`
+    /// and allocates nothing for quotas. `data` names the limit (`limit`, `scope`, `allowed`,
+    /// `retryAfter`).
+    pub fn quota_exceeded(message: impl Into<String>, data: Value) -> Self {
+        Self::new(code::INVALID_REQUEST, message).with_data(data)
+    }
+
     /// A resource that does not exist: `-32002` for legacy clients, `-32602` for modern ones.
     pub fn resource_not_found(uri: &str, modern: bool) -> Self {
         let code = if modern { code::INVALID_PARAMS } else { code::RESOURCE_NOT_FOUND };

@@ -134,8 +134,10 @@ impl ServerInner {
     async fn handle(&self, request: BackendRequest, peer: Arc<dyn Peer>) -> Result<Value, BackendError> {
         let call = parse_request(request)?;
         let modern = peer.era() == Era::Modern;
+        let meter = peer.clone();
         let context = CallContext { peer, spec: self.spec.clone(), egress: self.egress.clone() };
         let (outcome, stats) = self.runtime.executor.run(self.component.pre(), context, call).await;
+        meter.record_cpu(stats.cpu);
         self.usage.record(stats);
         self.runtime.usage.record(stats);
         let answer = outcome.map_err(failure)?;

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use berth_protocol::Era;
+
 use actix::prelude::*;
 use berth_core::backend::{Backend, BackendError, BackendRequest, ServerEvent};
 use berth_protocol::jsonrpc::{self, Notification, Request, RequestId, Response, RpcError};
@@ -16,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::SessionConfig;
 use crate::error::SessionError;
+use crate::hooks::{CallMeter, CallOutcome, CallRecord, CloseReason, RequestContext, SessionHooks, SessionInfo};
 use crate::outbound::{self, OutKind, Outbound, OutboundReceiver, OutboundSender};
 use crate::peer::{self, LegacyPeer, ModernPeer, NO_LEVEL};
 use crate::registry::{Owner, RegistryInner};
@@ -86,9 +89,46 @@ impl LegacyStream {
     }
 }
 
+/// Methods whose calls are audited with their parameters (a digest, or the payload when the
+/// server opts in).
+fn is_audited_method(method: &str) -> bool {
+    matches!(method, "tools/call" | "resources/read" | "prompts/get")
+}
+
+/// The tool a `tools/call` names.
+fn tool_name<'a>(method: &str, params: &'a Map<String, Value>) -> Option<&'a str> {
+    if method == "tools/call" { params.get("name").and_then(Value::as_str) } else { None }
+}
+
+/// A call's bookkeeping from dispatch to its response.
+pub(crate) struct CallTrace {
+    started: Instant,
+    method: String,
+    /// Kept for audited methods only.
+    params: Map<String, Value>,
+    context: RequestContext,
+    meter: Arc<CallMeter>,
+    /// Modern `clientInfo` from the request's `_meta`.
+    client: Option<Value>,
+}
+
+impl CallTrace {
+    fn new(method: &str, params: &Map<String, Value>, context: RequestContext, client: Option<Value>) -> Self {
+        let params = if is_audited_method(method) { params.clone() } else { Map::new() };
+        Self { started: Instant::now(), method: method.to_owned(), params, context, meter: Arc::default(), client }
+    }
+
+    fn tool(&self) -> Option<&str> {
+        tool_name(&self.method, &self.params)
+    }
+}
+
 struct InFlight {
     stream: u64,
     task: JoinHandle<()>,
+    trace: Arc<CallTrace>,
+    /// Modern calls: the response stream, so the kill switch can answer before ending it.
+    tx: Option<OutboundSender>,
 }
 
 struct Listener {
@@ -125,6 +165,12 @@ pub struct Session {
     subscriptions: HashSet<String>,
     listeners: Vec<Listener>,
     server_info: Value,
+    hooks: Arc<dyn SessionHooks>,
+    /// Legacy `clientInfo` from `initialize`.
+    client: Option<Value>,
+    /// The context of the request that opened the session.
+    opened_by: Option<RequestContext>,
+    close_reason: CloseReason,
 }
 
 /// Stream number of the standalone GET stream.
@@ -133,6 +179,7 @@ const GET_STREAM: u64 = 0;
 const KEEP_FINISHED: usize = 32;
 
 impl Session {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         kind: Kind,
         owner: Owner,
@@ -140,6 +187,8 @@ impl Session {
         capabilities: Value,
         config: Arc<SessionConfig>,
         registry: Weak<RegistryInner>,
+        hooks: Arc<dyn SessionHooks>,
+        opening: crate::registry::Opening,
     ) -> Self {
         let description = backend.describe();
         let server_info = json!({ "name": description.name, "version": description.version });
@@ -160,7 +209,46 @@ impl Session {
             subscriptions: HashSet::new(),
             listeners: Vec::new(),
             server_info,
+            hooks,
+            client: opening.client,
+            opened_by: opening.context,
+            close_reason: CloseReason::Client,
         }
+    }
+
+    fn era(&self) -> Era {
+        if self.is_modern() { Era::Modern } else { Era::Legacy }
+    }
+
+    fn legacy_id(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Legacy { id, .. } => Some(id),
+            Kind::Modern => None,
+        }
+    }
+
+    fn info(&self) -> SessionInfo<'_> {
+        SessionInfo {
+            owner: &self.owner,
+            id: self.legacy_id(),
+            era: self.era(),
+            client: self.client.as_ref(),
+            context: self.opened_by.as_ref(),
+        }
+    }
+
+    /// Reports a finished call to the hooks.
+    fn report(&self, trace: &CallTrace, outcome: CallOutcome, bytes_out: usize) {
+        report(
+            &*self.hooks,
+            &self.owner,
+            self.legacy_id(),
+            self.era(),
+            self.client.as_ref(),
+            trace,
+            outcome,
+            bytes_out,
+        );
     }
 
     fn is_modern(&self) -> bool {
@@ -234,33 +322,56 @@ impl Session {
     }
 
     fn respond_legacy(&mut self, stream: u64, id: &RequestId, outcome: Result<Value, RpcError>) {
+        self.respond_legacy_sized(stream, id, outcome);
+    }
+
+    /// Answers a legacy request; returns the response and its size.
+    fn respond_legacy_sized(
+        &mut self,
+        stream: u64,
+        id: &RequestId,
+        outcome: Result<Value, RpcError>,
+    ) -> (Value, usize) {
         let json = match outcome {
             Ok(Value::Object(map)) => jsonrpc::response(id, Value::Object(result::legacy(map))),
             Ok(other) => jsonrpc::response(id, other),
             Err(error) => jsonrpc::error_response(Some(id), &error),
         };
-        self.emit(stream, OutKind::Response, json.to_string());
+        let text = json.to_string();
+        let size = text.len();
+        self.emit(stream, OutKind::Response, text);
+        (json, size)
     }
 
-    fn spawn_legacy(&mut self, ctx: &mut Context<Self>, stream: u64, request: Request) {
+    fn spawn_legacy(&mut self, ctx: &mut Context<Self>, stream: u64, request: Request, context: RequestContext) {
         let Request { id, method, params } = request;
+        let progress_token = berth_protocol::meta::progress_token(&params);
+        let params = backend_params(params);
+        let trace = Arc::new(CallTrace::new(&method, &params, context, None));
+        if let Some(tool) = trace.tool().filter(|t| trace.context.tool_disabled(t)) {
+            let error = RpcError::invalid_params(format!("Tool {tool} is disabled")).with_data(json!({ "tool": tool }));
+            let (json, size) = self.respond_legacy_sized(stream, &id, Err(error));
+            self.report(&trace, CallOutcome::of_response(&json), size);
+            return;
+        }
         let peer = Arc::new(LegacyPeer {
             session: ctx.address(),
             stream,
             capabilities: self.capabilities.clone(),
-            progress_token: berth_protocol::meta::progress_token(&params),
+            progress_token,
             log_level: self.log_level.clone(),
             last_progress: Mutex::new(f64::MIN),
             timeout: self.config.peer_timeout,
+            meter: trace.meter.clone(),
         });
-        let work = self.backend.handle(BackendRequest { method, params: backend_params(params) }, peer);
+        let work = self.backend.handle(BackendRequest { method, params }, peer);
         let addr = ctx.address();
         let done_id = id.clone();
         let task = actix::spawn(async move {
             let outcome = work.await;
             addr.do_send(Finished { id: done_id, outcome });
         });
-        self.in_flight.insert(id, InFlight { stream, task });
+        self.in_flight.insert(id, InFlight { stream, task, trace, tx: None });
     }
 
     // ---- modern ---------------------------------------------------------------------------
@@ -321,8 +432,25 @@ impl Session {
         }
     }
 
-    fn spawn_modern(&mut self, ctx: &mut Context<Self>, request: Request, meta: RequestMeta, tx: OutboundSender) {
+    fn spawn_modern(
+        &mut self,
+        ctx: &mut Context<Self>,
+        request: Request,
+        meta: RequestMeta,
+        tx: OutboundSender,
+        context: RequestContext,
+    ) {
         let Request { id, method, params } = request;
+        let trace =
+            Arc::new(CallTrace::new(&method, &backend_params(params.clone()), context, meta.client_info.clone()));
+        if let Some(tool) = trace.tool().filter(|t| trace.context.tool_disabled(t)) {
+            let error = RpcError::invalid_params(format!("Tool {tool} is disabled")).with_data(json!({ "tool": tool }));
+            let json = jsonrpc::error_response(Some(&id), &error);
+            let text = json.to_string();
+            self.report(&trace, CallOutcome::of_response(&json), text.len());
+            let _ = tx.try_send(Outbound::new(OutKind::Response, text).with_status(modern_status(error.code)));
+            return;
+        }
         let digest = state::request_digest(&params);
         let binding_parts =
             (self.owner.tenant_slug.clone(), self.owner.server_slug.clone(), self.owner.principal.clone());
@@ -365,6 +493,7 @@ impl Session {
             answers,
             asked: AtomicUsize::new(0),
             pending: Mutex::new(Vec::new()),
+            meter: trace.meter.clone(),
         });
         let work = self
             .backend
@@ -374,12 +503,18 @@ impl Session {
         let state_key = self.config.state_key.clone();
         let expires_at = now_unix() + self.config.state_ttl.as_secs();
         let done_id = id.clone();
+        let (hooks, owner, task_trace, task_tx) = (self.hooks.clone(), self.owner.clone(), trace.clone(), tx.clone());
         let task = actix::spawn(async move {
             let outcome = tokio::select! {
                 outcome = work => Some(outcome),
                 () = tx.closed() => None,
             };
-            if let Some(outcome) = outcome {
+            if let Some(mut outcome) = outcome {
+                if method == "tools/list"
+                    && let Ok(result) = &mut outcome
+                {
+                    crate::hooks::filter_tools(result, &task_trace.context);
+                }
                 let pending = peer.take_pending();
                 let binding = state::Binding {
                     tenant: &binding_parts.0,
@@ -391,11 +526,44 @@ impl Session {
                 let out = modern_outcome(&done_id, &method, outcome, pending, &peer.answers, &server_info, |payload| {
                     state::seal(&state_key, &binding, payload, expires_at)
                 });
+                let classified = serde_json::from_str::<Value>(&out.json)
+                    .map(|v| CallOutcome::of_response(&v))
+                    .unwrap_or(CallOutcome::Ok);
+                let size = out.json.len();
                 let _ = tx.send(out).await;
+                report(&*hooks, &owner, None, Era::Modern, None, &task_trace, classified, size);
+            } else {
+                report(&*hooks, &owner, None, Era::Modern, None, &task_trace, CallOutcome::Cancelled, 0);
             }
             addr.do_send(ModernDone { id: done_id });
         });
-        self.in_flight.insert(id, InFlight { stream: 0, task });
+        self.in_flight.insert(id, InFlight { stream: 0, task, trace, tx: Some(task_tx) });
+    }
+
+    /// Ends in-flight calls (all of them, or those of the given tools) with `reason` as a
+    /// JSON-RPC error: the kill switch.
+    fn kill_calls(&mut self, tools: Option<&[String]>, reason: &str) {
+        let doomed: Vec<RequestId> = self
+            .in_flight
+            .iter()
+            .filter(|(_, f)| tools.is_none_or(|tools| f.trace.tool().is_some_and(|t| tools.iter().any(|x| x == t))))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in doomed {
+            let Some(flight) = self.in_flight.remove(&id) else { continue };
+            flight.task.abort();
+            let error = RpcError::internal(reason.to_owned());
+            match &flight.tx {
+                Some(tx) => {
+                    let text = jsonrpc::error_response(Some(&id), &error).to_string();
+                    let _ = tx.try_send(Outbound::new(OutKind::Response, text));
+                }
+                None => {
+                    self.respond_legacy(flight.stream, &id, Err(error));
+                }
+            }
+            self.report(&flight.trace, CallOutcome::Killed, 0);
+        }
     }
 
     fn deliver_event(&mut self, event: &ServerEvent) {
@@ -499,12 +667,17 @@ impl Actor for Session {
         if let Some(events) = self.backend.events() {
             ctx.add_stream(events);
         }
+        self.hooks.session_opened(&self.info());
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        for (_, flight) in self.in_flight.drain() {
+        for (_, flight) in std::mem::take(&mut self.in_flight) {
             flight.task.abort();
+            let outcome =
+                if self.close_reason == CloseReason::Killed { CallOutcome::Killed } else { CallOutcome::Cancelled };
+            self.report(&flight.trace, outcome, 0);
         }
+        self.hooks.session_closed(&self.info(), self.close_reason);
         let teardown: Vec<Listener> = self.listeners.drain(..).collect();
         for listener in teardown {
             let done = jsonrpc::response(&listener.id, json!({ "resultType": "complete" }));
@@ -533,7 +706,7 @@ impl StreamHandler<ServerEvent> for Session {
 /// A legacy request; answers with the stream of its response.
 #[derive(Message)]
 #[rtype(result = "OutboundReceiver")]
-pub(crate) struct LegacyRequest(pub(crate) Request);
+pub(crate) struct LegacyRequest(pub(crate) Request, pub(crate) RequestContext);
 
 impl Handler<LegacyRequest> for Session {
     type Result = MessageResult<LegacyRequest>;
@@ -541,7 +714,7 @@ impl Handler<LegacyRequest> for Session {
     fn handle(&mut self, msg: LegacyRequest, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = outbound::channel();
         let stream = self.open_stream(tx);
-        let request = msg.0;
+        let LegacyRequest(request, context) = msg;
         let id = request.id.clone();
         if self.in_flight.contains_key(&id) {
             self.respond_legacy(
@@ -586,7 +759,7 @@ impl Handler<LegacyRequest> for Session {
                     let error = RpcError::internal("too many requests in flight on this session");
                     self.respond_legacy(stream, &id, Err(error));
                 } else {
-                    self.spawn_legacy(ctx, stream, request);
+                    self.spawn_legacy(ctx, stream, request, context);
                 }
             }
             method => {
@@ -614,6 +787,7 @@ impl Handler<LegacyNotification> for Session {
             flight.task.abort();
             // A cancelled request gets no response; its stream just ends.
             self.finish_stream(flight.stream);
+            self.report(&flight.trace, CallOutcome::Cancelled, 0);
         }
     }
 }
@@ -672,16 +846,36 @@ impl Handler<OpenStream> for Session {
     }
 }
 
-/// Ends the session (DELETE, idle expiry or kill switch).
+/// Ends the session: `DELETE`, or the kill switch with a reason in-flight calls are told.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct Terminate;
+pub(crate) struct Terminate(pub(crate) Option<String>);
 
 impl Handler<Terminate> for Session {
     type Result = ();
 
-    fn handle(&mut self, _msg: Terminate, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Terminate, ctx: &mut Self::Context) {
+        if let Some(reason) = msg.0 {
+            self.close_reason = CloseReason::Killed;
+            self.kill_calls(None, &reason);
+        }
         ctx.stop();
+    }
+}
+
+/// Ends in-flight calls of the given tools (a tool was disabled).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct KillCalls {
+    pub(crate) tools: Vec<String>,
+    pub(crate) reason: String,
+}
+
+impl Handler<KillCalls> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: KillCalls, _ctx: &mut Self::Context) {
+        self.kill_calls(Some(&msg.tools), &msg.reason);
     }
 }
 
@@ -695,6 +889,7 @@ impl Handler<IdleCheck> for Session {
 
     fn handle(&mut self, _msg: IdleCheck, ctx: &mut Self::Context) {
         if self.is_idle() {
+            self.close_reason = CloseReason::Idle;
             ctx.stop();
         }
     }
@@ -706,6 +901,7 @@ impl Handler<IdleCheck> for Session {
 pub(crate) struct ModernRequest {
     pub(crate) request: Request,
     pub(crate) meta: RequestMeta,
+    pub(crate) context: RequestContext,
 }
 
 impl Handler<ModernRequest> for Session {
@@ -713,7 +909,7 @@ impl Handler<ModernRequest> for Session {
 
     fn handle(&mut self, msg: ModernRequest, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = outbound::channel();
-        let ModernRequest { request, meta } = msg;
+        let ModernRequest { request, meta, context } = msg;
         let id = request.id.clone();
         let reply = |error: RpcError| {
             let status = modern_status(error.code);
@@ -732,7 +928,7 @@ impl Handler<ModernRequest> for Session {
                 } else if self.in_flight.len() >= self.config.max_in_flight {
                     let _ = tx.try_send(reply(RpcError::internal("too many requests in flight for this client")));
                 } else {
-                    self.spawn_modern(ctx, request, meta, tx);
+                    self.spawn_modern(ctx, request, meta, tx, context);
                 }
             }
             method => {
@@ -757,7 +953,14 @@ impl Handler<Finished> for Session {
     fn handle(&mut self, msg: Finished, _ctx: &mut Self::Context) {
         // Absent: the request was cancelled, and must not be answered.
         if let Some(flight) = self.in_flight.remove(&msg.id) {
-            self.respond_legacy(flight.stream, &msg.id, legacy_outcome(msg.outcome));
+            let mut outcome = legacy_outcome(msg.outcome);
+            if flight.trace.method == "tools/list"
+                && let Ok(result) = &mut outcome
+            {
+                crate::hooks::filter_tools(result, &flight.trace.context);
+            }
+            let (json, size) = self.respond_legacy_sized(flight.stream, &msg.id, outcome);
+            self.report(&flight.trace, CallOutcome::of_response(&json), size);
         }
     }
 }
@@ -817,6 +1020,33 @@ impl Handler<AskClient> for Session {
         self.emit(msg.stream, OutKind::Request, jsonrpc::request(&id, &msg.method, msg.params).to_string());
         Some(rx)
     }
+}
+
+/// Hands one finished call to the hooks.
+#[allow(clippy::too_many_arguments)]
+fn report(
+    hooks: &dyn SessionHooks,
+    owner: &Owner,
+    session: Option<&str>,
+    era: Era,
+    client: Option<&Value>,
+    trace: &CallTrace,
+    outcome: CallOutcome,
+    bytes_out: usize,
+) {
+    hooks.call_finished(&CallRecord {
+        owner,
+        session,
+        era,
+        client: trace.client.as_ref().or(client),
+        method: &trace.method,
+        params: &trace.params,
+        context: &trace.context,
+        outcome,
+        latency: trace.started.elapsed(),
+        cpu: trace.meter.cpu(),
+        bytes_out: u64::try_from(bytes_out).unwrap_or(u64::MAX),
+    });
 }
 
 /// When the session saw its last request.

@@ -10,6 +10,9 @@ pub enum SessionError {
     /// The tenant holds as many sessions as it may.
     #[error("too many sessions for this tenant (limit {0})")]
     TooMany(usize),
+    /// The caller's key holds as many sessions as it may.
+    #[error("too many sessions for this API key (limit {0})")]
+    TooManyForKey(usize),
     /// The session's mailbox stayed full.
     #[error("the session is busy; retry shortly")]
     Busy,

@@ -10,10 +10,11 @@ use berth_protocol::jsonrpc::{Notification, Request, Response};
 use berth_protocol::meta::RequestMeta;
 
 use crate::actor::{
-    ClientResponse, IdleCheck, LegacyNotification, LegacyRequest, ModernRequest, OpenStream, Session, Shared,
-    Terminate, touch,
+    ClientResponse, IdleCheck, KillCalls, LegacyNotification, LegacyRequest, ModernRequest, OpenStream, Session,
+    Shared, Terminate, touch,
 };
 use crate::error::SessionError;
+use crate::hooks::RequestContext;
 use crate::outbound::OutboundReceiver;
 
 /// How long a caller waits for room in a full session mailbox.
@@ -70,8 +71,17 @@ impl SessionHandle {
 
     /// A legacy request; the receiver yields its stream, ending after the response.
     pub async fn request(&self, request: Request) -> Result<OutboundReceiver, SessionError> {
+        self.request_with(request, RequestContext::default()).await
+    }
+
+    /// A legacy request with the data plane's context (disabled tools, accounting).
+    pub async fn request_with(
+        &self,
+        request: Request,
+        context: RequestContext,
+    ) -> Result<OutboundReceiver, SessionError> {
         self.touch();
-        Ok(self.addr.send(LegacyRequest(request)).timeout(MAILBOX_WAIT).await?)
+        Ok(self.addr.send(LegacyRequest(request, context)).timeout(MAILBOX_WAIT).await?)
     }
 
     /// A legacy notification (`initialized`, `cancelled`, …).
@@ -94,13 +104,34 @@ impl SessionHandle {
 
     /// Ends the session.
     pub fn terminate(&self) {
-        self.addr.do_send(Terminate);
+        self.addr.do_send(Terminate(None));
+    }
+
+    /// Ends the session by the kill switch: in-flight calls are answered with an error naming
+    /// `reason`, then every stream ends.
+    pub fn kill(&self, reason: &str) {
+        self.addr.do_send(Terminate(Some(reason.to_owned())));
+    }
+
+    /// Ends in-flight calls of `tools` with an error naming `reason`.
+    pub fn kill_tool_calls(&self, tools: &[String], reason: &str) {
+        self.addr.do_send(KillCalls { tools: tools.to_vec(), reason: reason.to_owned() });
     }
 
     /// A modern request with its validated envelope.
     pub async fn modern(&self, request: Request, meta: RequestMeta) -> Result<OutboundReceiver, SessionError> {
+        self.modern_with(request, meta, RequestContext::default()).await
+    }
+
+    /// A modern request with the data plane's context (disabled tools, accounting).
+    pub async fn modern_with(
+        &self,
+        request: Request,
+        meta: RequestMeta,
+        context: RequestContext,
+    ) -> Result<OutboundReceiver, SessionError> {
         self.touch();
-        Ok(self.addr.send(ModernRequest { request, meta }).timeout(MAILBOX_WAIT).await?)
+        Ok(self.addr.send(ModernRequest { request, meta, context }).timeout(MAILBOX_WAIT).await?)
     }
 
     /// Whether the actor is still running.

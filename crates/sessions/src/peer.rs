@@ -16,6 +16,7 @@ use berth_protocol::{Era, LogLevel, RequestId, jsonrpc};
 use serde_json::{Map, Value, json};
 
 use crate::actor::{AskClient, Emit, Session};
+use crate::hooks::CallMeter;
 use crate::outbound::{OutKind, Outbound, OutboundSender};
 
 /// Sentinel for "no level set" in an [`AtomicU8`] log level.
@@ -109,6 +110,7 @@ pub(crate) struct LegacyPeer {
     pub(crate) log_level: std::sync::Arc<AtomicU8>,
     pub(crate) last_progress: Mutex<f64>,
     pub(crate) timeout: std::time::Duration,
+    pub(crate) meter: std::sync::Arc<CallMeter>,
 }
 
 impl Peer for LegacyPeer {
@@ -144,6 +146,10 @@ impl Peer for LegacyPeer {
     fn era(&self) -> Era {
         Era::Legacy
     }
+
+    fn record_cpu(&self, cpu: std::time::Duration) {
+        self.meter.add_cpu(cpu);
+    }
 }
 
 /// A modern request's view of its client.
@@ -159,6 +165,7 @@ pub(crate) struct ModernPeer {
     pub(crate) asked: AtomicUsize,
     /// Requests without an answer yet: (key, request object).
     pub(crate) pending: Mutex<Vec<(String, Value)>>,
+    pub(crate) meter: std::sync::Arc<CallMeter>,
 }
 
 impl ModernPeer {
@@ -199,6 +206,10 @@ impl Peer for ModernPeer {
 
     fn era(&self) -> Era {
         Era::Modern
+    }
+
+    fn record_cpu(&self, cpu: std::time::Duration) {
+        self.meter.add_cpu(cpu);
     }
 }
 

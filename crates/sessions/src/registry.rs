@@ -14,6 +14,7 @@ use crate::actor::{Kind, Session, Shared};
 use crate::config::SessionConfig;
 use crate::error::SessionError;
 use crate::handle::SessionHandle;
+use crate::hooks::{NoHooks, RequestContext, SessionHooks};
 use crate::ids;
 
 /// Who a session belongs to. Modern sessions are keyed by the whole value; a legacy session
@@ -45,12 +46,35 @@ struct Entry {
     handle: SessionHandle,
 }
 
+/// Session caps from the tenant's plan and the caller's key, on top of the node-wide
+/// [`SessionConfig::max_sessions_per_tenant`]. `None` means no extra cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Concurrent sessions of the whole tenant on this node.
+    pub per_tenant: Option<usize>,
+    /// Concurrent sessions of this principal (API key) on this node.
+    pub per_principal: Option<usize>,
+}
+
+/// How a session is opened, besides its owner and backend.
+#[derive(Debug, Clone, Default)]
+pub struct Opening {
+    /// Caps to check before the session starts.
+    pub limits: SessionLimits,
+    /// `clientInfo` from `initialize` (legacy).
+    pub client: Option<Value>,
+    /// The context of the request that opens it.
+    pub context: Option<RequestContext>,
+}
+
 pub(crate) struct RegistryInner {
     pub(crate) config: Arc<SessionConfig>,
     epoch: Instant,
     legacy: RwLock<HashMap<Arc<str>, Entry>>,
     modern: RwLock<HashMap<Owner, SessionHandle>>,
     per_tenant: Mutex<HashMap<TenantId, usize>>,
+    per_principal: Mutex<HashMap<(TenantId, String), usize>>,
+    hooks: Arc<dyn SessionHooks>,
 }
 
 impl RegistryInner {
@@ -60,8 +84,13 @@ impl RegistryInner {
             Kind::Legacy { id, .. } => self.legacy.write().map(|mut m| m.remove(id).is_some()).unwrap_or(false),
             Kind::Modern => self.modern.write().map(|mut m| m.remove(owner).is_some()).unwrap_or(false),
         };
-        if removed
-            && let Ok(mut counts) = self.per_tenant.lock()
+        if removed {
+            self.release(owner);
+        }
+    }
+
+    fn release(&self, owner: &Owner) {
+        if let Ok(mut counts) = self.per_tenant.lock()
             && let Some(n) = counts.get_mut(&owner.tenant)
         {
             *n = n.saturating_sub(1);
@@ -69,15 +98,35 @@ impl RegistryInner {
                 counts.remove(&owner.tenant);
             }
         }
+        let key = (owner.tenant, owner.principal.clone());
+        if let Ok(mut counts) = self.per_principal.lock()
+            && let Some(n) = counts.get_mut(&key)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&key);
+            }
+        }
     }
 
-    fn reserve(&self, tenant: TenantId) -> Result<(), SessionError> {
-        let mut counts = self.per_tenant.lock().map_err(|_| SessionError::Busy)?;
-        let n = counts.entry(tenant).or_insert(0);
-        if *n >= self.config.max_sessions_per_tenant {
-            return Err(SessionError::TooMany(self.config.max_sessions_per_tenant));
+    fn reserve(&self, owner: &Owner, limits: SessionLimits) -> Result<(), SessionError> {
+        let cap = limits
+            .per_tenant
+            .map_or(self.config.max_sessions_per_tenant, |plan| plan.min(self.config.max_sessions_per_tenant));
+        let mut tenants = self.per_tenant.lock().map_err(|_| SessionError::Busy)?;
+        let n = tenants.entry(owner.tenant).or_insert(0);
+        if *n >= cap {
+            return Err(SessionError::TooMany(cap));
+        }
+        let mut principals = self.per_principal.lock().map_err(|_| SessionError::Busy)?;
+        let m = principals.entry((owner.tenant, owner.principal.clone())).or_insert(0);
+        if let Some(cap) = limits.per_principal
+            && *m >= cap
+        {
+            return Err(SessionError::TooManyForKey(cap));
         }
         *n += 1;
+        *m += 1;
         Ok(())
     }
 
@@ -87,6 +136,7 @@ impl RegistryInner {
         owner: Owner,
         backend: Arc<dyn Backend>,
         capabilities: Value,
+        opening: Opening,
     ) -> SessionHandle {
         let shared = Arc::new(Shared::default());
         crate::actor::touch(&shared, self.epoch);
@@ -94,7 +144,18 @@ impl RegistryInner {
             Kind::Legacy { id, version } => (Some(id.clone()), *version),
             Kind::Modern => (None, ProtocolVersion::V2026_07_28),
         };
-        let session = Session::new(kind, owner, backend, capabilities, self.config.clone(), Arc::downgrade(self));
+        // Backends with per-client state (stdio containers, upstream sessions) give each session its own.
+        let backend = backend.session().unwrap_or(backend);
+        let session = Session::new(
+            kind,
+            owner,
+            backend,
+            capabilities,
+            self.config.clone(),
+            Arc::downgrade(self),
+            self.hooks.clone(),
+            opening,
+        );
         SessionHandle::new(session.start(), shared, self.epoch, id, version)
     }
 }
@@ -128,12 +189,19 @@ pub fn initialize_result(backend: &dyn Backend, version: ProtocolVersion) -> Val
 impl SessionRegistry {
     /// Creates the registry and starts its idle sweeper on the current actix arbiter.
     pub fn new(config: SessionConfig) -> Self {
+        Self::with_hooks(config, Arc::new(NoHooks))
+    }
+
+    /// Creates the registry with hooks that see every session and call.
+    pub fn with_hooks(config: SessionConfig, hooks: Arc<dyn SessionHooks>) -> Self {
         let inner = Arc::new(RegistryInner {
             config: Arc::new(config),
             epoch: Instant::now(),
             legacy: RwLock::new(HashMap::new()),
             modern: RwLock::new(HashMap::new()),
             per_tenant: Mutex::new(HashMap::new()),
+            per_principal: Mutex::new(HashMap::new()),
+            hooks,
         });
         let weak = Arc::downgrade(&inner);
         let every = inner.config.sweep_interval;
@@ -162,9 +230,22 @@ impl SessionRegistry {
         version: ProtocolVersion,
         capabilities: Value,
     ) -> Result<SessionHandle, SessionError> {
-        self.inner.reserve(owner.tenant)?;
+        self.open_legacy(owner, backend, version, capabilities, Opening::default())
+    }
+
+    /// Starts a legacy session after `initialize`, checking `opening.limits` first.
+    pub fn open_legacy(
+        &self,
+        owner: Owner,
+        backend: Arc<dyn Backend>,
+        version: ProtocolVersion,
+        capabilities: Value,
+        opening: Opening,
+    ) -> Result<SessionHandle, SessionError> {
+        self.inner.reserve(&owner, opening.limits)?;
         let id: Arc<str> = ids::mint(&self.inner.config.session_key, &self.inner.config.node_id).into();
-        let handle = self.inner.start(Kind::Legacy { id: id.clone(), version }, owner.clone(), backend, capabilities);
+        let handle =
+            self.inner.start(Kind::Legacy { id: id.clone(), version }, owner.clone(), backend, capabilities, opening);
         match self.inner.legacy.write() {
             Ok(mut map) => {
                 map.insert(id, Entry { owner, handle: handle.clone() });
@@ -172,6 +253,7 @@ impl SessionRegistry {
             }
             Err(_) => {
                 handle.terminate();
+                self.inner.release(&owner);
                 Err(SessionError::Busy)
             }
         }
@@ -196,6 +278,16 @@ impl SessionRegistry {
         owner: &Owner,
         backend: impl FnOnce() -> Arc<dyn Backend>,
     ) -> Result<SessionHandle, SessionError> {
+        self.open_modern(owner, Opening::default(), backend)
+    }
+
+    /// The modern session of `owner`; a new one is checked against `opening.limits` first.
+    pub fn open_modern(
+        &self,
+        owner: &Owner,
+        opening: Opening,
+        backend: impl FnOnce() -> Arc<dyn Backend>,
+    ) -> Result<SessionHandle, SessionError> {
         if let Some(handle) = self.inner.modern.read().ok().and_then(|m| m.get(owner).cloned()) {
             handle.touch();
             return Ok(handle);
@@ -204,8 +296,8 @@ impl SessionRegistry {
         if let Some(handle) = map.get(owner) {
             return Ok(handle.clone());
         }
-        self.inner.reserve(owner.tenant)?;
-        let handle = self.inner.start(Kind::Modern, owner.clone(), backend(), json!({}));
+        self.inner.reserve(owner, opening.limits)?;
+        let handle = self.inner.start(Kind::Modern, owner.clone(), backend(), json!({}), opening);
         map.insert(owner.clone(), handle.clone());
         Ok(handle)
     }
@@ -229,18 +321,44 @@ impl SessionRegistry {
 
     /// Ends every session matching `filter` (kill switch).
     pub fn terminate_where(&self, filter: impl Fn(&Owner) -> bool) {
+        self.for_each_where(&filter, SessionHandle::terminate);
+    }
+
+    /// The kill switch: ends every session matching `filter`; their in-flight calls are
+    /// answered with a JSON-RPC error carrying `reason` before their streams end. Returns how
+    /// many sessions were told.
+    pub fn kill_where(&self, filter: impl Fn(&Owner) -> bool, reason: &str) -> usize {
+        let mut n = 0;
+        self.for_each_where(&filter, |handle| {
+            handle.kill(reason);
+            n += 1;
+        });
+        n
+    }
+
+    /// Ends the in-flight calls of `tools` in sessions matching `filter` (tools disabled).
+    pub fn kill_tool_calls_where(&self, filter: impl Fn(&Owner) -> bool, tools: &[String], reason: &str) {
+        self.for_each_where(&filter, |handle| handle.kill_tool_calls(tools, reason));
+    }
+
+    fn for_each_where(&self, filter: &impl Fn(&Owner) -> bool, mut each: impl FnMut(&SessionHandle)) {
         if let Ok(map) = self.inner.legacy.read() {
             for entry in map.values().filter(|e| filter(&e.owner)) {
-                entry.handle.terminate();
+                each(&entry.handle);
             }
         }
         if let Ok(map) = self.inner.modern.read() {
             for (owner, handle) in map.iter() {
                 if filter(owner) {
-                    handle.terminate();
+                    each(handle);
                 }
             }
         }
+    }
+
+    /// Sessions of one principal of one tenant on this node.
+    pub fn principal_sessions(&self, tenant: TenantId, principal: &str) -> usize {
+        self.inner.per_principal.lock().ok().and_then(|c| c.get(&(tenant, principal.to_owned())).copied()).unwrap_or(0)
     }
 
     /// Runs one idle sweep now (tests; the sweeper does this every `sweep_interval`).

@@ -7,12 +7,19 @@
 //! [`embedded`] runs a private PostgreSQL cluster for `berth up` and for tests.
 
 pub mod api_keys;
+pub mod audit;
+pub mod container_failures;
 pub mod embedded;
 pub mod error;
+pub mod members;
+pub mod notify;
+pub mod oauth;
+pub mod quotas;
 pub mod routing;
 pub mod server_config;
 pub mod servers;
 pub mod tenants;
+pub mod usage;
 pub mod versions;
 
 pub use error::{Error, Result};

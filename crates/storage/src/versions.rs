@@ -62,6 +62,8 @@ impl TryFrom<Row> for ServerVersion {
                 port: r.port.and_then(|p| u16::try_from(p).ok()),
                 path: r.path,
                 limits: r.limits.map(|l| l.0).unwrap_or_default(),
+                // A container's egress is all or nothing, stored as the allowlist `["*"]`.
+                egress: r.egress.iter().any(|h| h == "*"),
             }),
             ServerKind::Remote => {
                 VersionSpec::Remote(RemoteSpec { url: r.url.ok_or_else(|| corrupt("url"))?, headers: r.headers.0 })
@@ -157,6 +159,9 @@ pub async fn insert(
             port = c.port.map(i32::from);
             path = c.path.clone();
             limits = Some(Json(c.limits.clone()));
+            if c.egress {
+                egress = vec!["*".to_owned()];
+            }
         }
         VersionSpec::Remote(r) => {
             url = Some(r.url.clone());
@@ -293,4 +298,27 @@ pub async fn activate(
     .execute(conn)
     .await?;
     Ok(version)
+}
+
+/// Enables or disables version `number` (the kill switch; the only change a version allows).
+pub async fn set_enabled(
+    conn: &mut PgConnection,
+    scope: &TenantScope,
+    server_id: ServerId,
+    number: i32,
+    enabled: bool,
+) -> Result<ServerVersion> {
+    let done = sqlx::query!(
+        "UPDATE server_versions SET enabled = $4 WHERE tenant_id = $1 AND server_id = $2 AND number = $3",
+        scope.tenant_id().as_uuid(),
+        server_id.as_uuid(),
+        number,
+        enabled
+    )
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound("version"));
+    }
+    get(conn, scope, server_id, number).await
 }

@@ -16,6 +16,7 @@
 //! for driving a backend without a session ([`ScriptedPeer`]).
 #![allow(clippy::expect_used, clippy::panic)] // test fixtures fail loudly by design
 
+pub mod docker;
 pub mod fixture;
 pub mod guests;
 

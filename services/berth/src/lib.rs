@@ -3,6 +3,7 @@
 //!
 //! `main.rs` parses the command line and calls into [`startup`].
 
+pub mod audit_verify;
 pub mod demo;
 pub mod ops;
 pub mod settings;

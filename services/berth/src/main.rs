@@ -8,7 +8,7 @@ use berth::settings::{Overrides, Settings};
 use std::sync::Arc;
 
 use berth::startup::{Application, Planes, Wiring};
-use berth_data_plane::{NoRuntimes, Runtimes, WasmValidator};
+use berth_data_plane::{NoRuntimes, WasmValidator};
 use berth_storage::PgPool;
 use berth_storage::embedded::{Cluster, ClusterSettings};
 use clap::{Parser, Subcommand};
@@ -40,6 +40,26 @@ enum Command {
     DataPlane,
     /// Apply database migrations (needs DATABASE_URL).
     Migrate,
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check a tenant's audit hash chain; exits 1 naming the first changed, removed or
+    /// reordered event.
+    Verify {
+        /// Check this tenant's chain in the database (DATABASE_URL, else the embedded
+        /// database of `berth up` in the data directory).
+        #[arg(long, value_name = "SLUG", required_unless_present = "file", conflicts_with = "file")]
+        tenant: Option<String>,
+        /// Check a JSON Lines export offline (GET /api/v1/tenants/{tenant}/audit/export).
+        #[arg(long, value_name = "EXPORT.jsonl")]
+        file: Option<PathBuf>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -62,6 +82,9 @@ fn main() -> std::process::ExitCode {
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::Up => up(settings).await,
+        Command::Audit { command: AuditCommand::Verify { tenant, file } } => {
+            audit_verify(&settings, tenant, file).await
+        }
         Command::Migrate => {
             let pool = external_pool(&settings, "migrate").await?;
             berth_storage::migrate(&pool).await?;
@@ -93,14 +116,20 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 .context("BERTH_SECRET_KEY must be set for `berth data-plane` (the same on every node)")?;
             // The data plane never serves the admin API, so it holds no admin token.
             let wasm = berth::startup::wasm_runtime(&settings)?;
+            let runtimes = berth::startup::runtimes(&settings, pool.clone(), wasm.clone(), &secret_key).await;
+            let containers = runtimes.containers().cloned();
             let wiring = Wiring {
                 pool: pool.clone(),
                 admin_token: SecretString::from(String::new()),
                 secret_key,
-                resolver: Arc::new(Runtimes::new(pool, wasm.clone())),
+                resolver: Arc::new(runtimes),
                 validator: Arc::new(WasmValidator(wasm)),
             };
-            serve(Application::build(&settings, wiring, Planes::Data)?).await
+            let served = serve(Application::build(&settings, wiring, Planes::Data)?).await;
+            if let Some(containers) = containers {
+                containers.shutdown().await;
+            }
+            served
         }
     }
 }
@@ -155,16 +184,24 @@ async fn up(settings: Settings) -> anyhow::Result<()> {
         let wasm = berth::startup::wasm_runtime(&settings)?;
         let validator = WasmValidator(wasm.clone());
         let demo = berth::demo::ensure(&pool, &validator).await?;
+        let secret_key = berth::startup::secret_key(&settings)?;
+        let runtimes = berth::startup::runtimes(&settings, pool.clone(), wasm, &secret_key).await;
+        let containers = runtimes.containers().cloned();
         let wiring = Wiring {
             pool: pool.clone(),
             admin_token: admin_token.clone(),
-            secret_key: berth::startup::secret_key(&settings)?,
-            resolver: Arc::new(Runtimes::new(pool.clone(), wasm)),
+            secret_key,
+            resolver: Arc::new(runtimes),
             validator: Arc::new(validator),
         };
         let app = Application::build(&settings, wiring, Planes::Both)?;
         print_banner(&settings, &app, admin_token.expose_secret(), generated, cluster.as_ref(), &demo);
-        serve(app).await
+        let served = serve(app).await;
+        // Graceful stop: no container outlives the process (a crash is handled at next start).
+        if let Some(containers) = containers {
+            containers.shutdown().await;
+        }
+        served
     }
     .await;
     pool.close().await;
@@ -229,4 +266,47 @@ fn print_banner(
          \n{demo}\
          \n\nPress Ctrl-C to stop.\n"
     );
+}
+
+/// `berth audit verify`.
+#[allow(clippy::print_stdout)]
+async fn audit_verify(settings: &Settings, tenant: Option<String>, file: Option<PathBuf>) -> anyhow::Result<()> {
+    let report = match (tenant, file) {
+        (_, Some(file)) => berth::audit_verify::verify_file(&file)?,
+        (Some(slug), None) => {
+            let (pool, cluster) = verification_pool(settings).await?;
+            let report = berth::audit_verify::verify_tenant(&pool, &slug).await;
+            pool.close().await;
+            if let Some(cluster) = cluster {
+                let _ = tokio::task::spawn_blocking(move || cluster.stop()).await;
+            }
+            report?
+        }
+        (None, None) => anyhow::bail!("give --tenant SLUG or --file EXPORT.jsonl"),
+    };
+    println!("{}", report.message);
+    anyhow::ensure!(report.intact, "the audit chain does not verify");
+    Ok(())
+}
+
+/// DATABASE_URL, else the embedded cluster of `berth up` (started for the check and stopped
+/// after, unless it was already running).
+async fn verification_pool(settings: &Settings) -> anyhow::Result<(PgPool, Option<Cluster>)> {
+    if settings.database_url.is_some() {
+        return Ok((external_pool(settings, "audit verify").await?, None));
+    }
+    let root = settings.data_dir.join("postgres");
+    anyhow::ensure!(
+        root.join("pgdata").is_dir(),
+        "DATABASE_URL is not set and there is no embedded database in {}",
+        root.display()
+    );
+    let was_running = root.join("pgdata").join("postmaster.pid").is_file();
+    let cluster = tokio::task::spawn_blocking(move || Cluster::start(&ClusterSettings { root, ephemeral: false }))
+        .await
+        .context("embedded PostgreSQL start-up panicked")??;
+    let pool = berth_storage::connect_with(cluster.connect_options("berth"), 2)
+        .await
+        .context("failed to connect to the embedded PostgreSQL")?;
+    Ok((pool, if was_running { None } else { Some(cluster) }))
 }

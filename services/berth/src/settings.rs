@@ -60,6 +60,31 @@ pub struct Settings {
     pub wasm_max_memory_mb: usize,
     /// Time limit of one WASM call in milliseconds (`BERTH_WASM_CALL_TIMEOUT_MS`).
     pub wasm_call_timeout_ms: u64,
+    /// The container runtime (`[containers]` in the config file; the Docker socket also from
+    /// `DOCKER_HOST`). A node whose Docker daemon does not answer at start serves no containers.
+    #[serde(default)]
+    pub containers: berth_runtime_container::ContainerSettings,
+    /// Seconds a data-plane node keeps serving cached configuration it cannot confirm (the
+    /// database or its change listener is unreachable) before it refuses calls with 503
+    /// (`BERTH_FAIL_CLOSED_AFTER_SECS`; 0 refuses as soon as a refresh fails).
+    #[serde(default = "default_fail_closed_after_secs")]
+    pub fail_closed_after_secs: u64,
+    /// Where audit events wait while the database is unreachable (`BERTH_AUDIT_SPOOL_DIR`;
+    /// default `{data_dir}/audit-spool`). One directory per process.
+    #[serde(default)]
+    pub audit_spool_dir: Option<PathBuf>,
+    /// Data-plane nodes sharing the request-rate and session quotas; each enforces its share
+    /// (`BERTH_QUOTA_NODES`, default 1).
+    #[serde(default = "default_quota_nodes")]
+    pub quota_nodes: u32,
+}
+
+fn default_quota_nodes() -> u32 {
+    1
+}
+
+fn default_fail_closed_after_secs() -> u64 {
+    60
 }
 
 /// Overrides from the command line.
@@ -146,6 +171,11 @@ impl Settings {
             );
         }
         Ok(())
+    }
+
+    /// The audit spool directory.
+    pub fn audit_spool_dir(&self) -> PathBuf {
+        self.audit_spool_dir.clone().unwrap_or_else(|| self.data_dir.join("audit-spool"))
     }
 
     /// The public base URL, derived from the bound address when unset.

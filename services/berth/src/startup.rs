@@ -46,6 +46,9 @@ pub struct Application {
     port: u16,
     public_url: url::Url,
     server: Server,
+    auditor: berth_audit::Auditor,
+    quotas: Arc<berth_data_plane::quota::Quotas>,
+    pool: PgPool,
 }
 
 impl Application {
@@ -57,6 +60,23 @@ impl Application {
         let bound = listener.local_addr().context("failed to read the bound address")?;
         let public_url = settings.public_url(bound)?;
         crate::telemetry::metrics();
+        let node = node_id(settings);
+        // One audit writer per process, shared by both planes; it spools to local disk while
+        // the database is unreachable.
+        let audit_sink = Arc::new(berth_storage::audit::PgSink::new(pool.clone()));
+        let audit_settings = berth_audit::WriterSettings {
+            spool_dir: Some(settings.audit_spool_dir()),
+            node: node.clone(),
+            ..berth_audit::WriterSettings::default()
+        };
+        let (auditor, audit_writer) = berth_audit::Auditor::start(audit_sink, audit_settings)
+            .with_context(|| format!("cannot open the audit spool in {}", settings.audit_spool_dir().display()))?;
+        actix_web::rt::spawn(audit_writer.run());
+        let quotas = Arc::new(berth_data_plane::quota::Quotas::new(berth_data_plane::quota::QuotaSettings {
+            nodes: settings.quota_nodes.max(1),
+            ..berth_data_plane::quota::QuotaSettings::default()
+        }));
+        let accounting = Arc::new(berth_data_plane::accounting::Accounting::new(auditor.clone(), Some(quotas.clone())));
         let control = berth_control_plane::ControlPlaneState {
             pool: pool.clone(),
             admin_token,
@@ -64,17 +84,35 @@ impl Application {
             max_upload_bytes: settings.max_upload_bytes,
             max_json_bytes: settings.max_json_bytes,
             validator,
+            auditor: auditor.clone(),
+            // `berth control-plane` alone holds a throwaway session secret: it seals with the
+            // configured BERTH_SECRET_KEY only (the data plane's), else stores headers as given.
+            upstream_key: match planes {
+                Planes::Control => settings.secret_key.as_ref(),
+                Planes::Both | Planes::Data => Some(&secret_key),
+            }
+            .map(|s| {
+                berth_core::sealed::SealKey::derive(s.expose_secret().as_bytes(), berth_core::sealed::UPSTREAM_HEADERS)
+            }),
         };
-        let mut sessions = SessionConfig::new(node_id(settings), secret_key.expose_secret().as_bytes());
+        let mut sessions = SessionConfig::new(node.clone(), secret_key.expose_secret().as_bytes());
         sessions.max_sessions_per_tenant = settings.max_sessions_per_tenant;
         sessions.legacy_idle = Duration::from_secs(settings.session_idle_secs);
         let data = berth_data_plane::DataPlaneState::new(
             pool.clone(),
             &public_url,
-            SessionRegistry::new(sessions),
+            SessionRegistry::with_hooks(sessions, accounting.clone()),
             resolver,
             settings.mcp_max_body_bytes,
-        );
+        )
+        .with_fail_closed_after(Duration::from_secs(settings.fail_closed_after_secs))
+        .with_accounting(accounting)
+        .with_quotas(quotas.clone());
+        if planes != Planes::Control {
+            data.listen_for_changes(&node);
+            berth_data_plane::quota::Quotas::spawn_flusher(&quotas, pool.clone());
+        }
+        let pool_for_shutdown = pool.clone();
         let pool = web::Data::new(pool);
         let mut server = HttpServer::new(move || {
             let mut app = App::new()
@@ -85,6 +123,7 @@ impl Application {
                 .configure(crate::ops::configure);
             if planes != Planes::Data {
                 app = app.configure(berth_control_plane::configure(control.clone()));
+                app = app.configure(berth_control_plane::configure_oauth(control.clone()));
             }
             if planes != Planes::Control {
                 app = app.configure(berth_data_plane::configure(data.clone()));
@@ -100,7 +139,7 @@ impl Application {
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
         }
-        Ok(Self { port: bound.port(), public_url, server: server.run() })
+        Ok(Self { port: bound.port(), public_url, server: server.run(), auditor, quotas, pool: pool_for_shutdown })
     }
 
     /// The bound port.
@@ -113,9 +152,22 @@ impl Application {
         &self.public_url
     }
 
-    /// Serves until SIGINT/SIGTERM (graceful, 10 s drain).
+    /// The process's audit handle.
+    pub fn auditor(&self) -> &berth_audit::Auditor {
+        &self.auditor
+    }
+
+    /// Serves until SIGINT/SIGTERM (graceful, 10 s drain), then stores or spools the audit
+    /// events still queued.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        if tokio::time::timeout(Duration::from_secs(10), self.auditor.flush()).await.is_err() {
+            tracing::warn!("audit events still queued at shutdown were not flushed in time");
+        }
+        if let Err(e) = self.quotas.flush(&self.pool).await {
+            tracing::warn!(error.message = %e, "usage counters not yet flushed are lost");
+        }
+        served
     }
 }
 
@@ -203,4 +255,37 @@ pub fn wasm_runtime(settings: &Settings) -> anyhow::Result<berth_runtime_wasm::W
         ..berth_runtime_wasm::WasmSettings::default()
     };
     berth_runtime_wasm::WasmRuntime::new(wasm).map_err(|e| anyhow::anyhow!("failed to start the WASM runtime: {e}"))
+}
+
+/// The container runtime, when a Docker daemon answers (`None`, with a warning, otherwise:
+/// container servers then answer 503 on this node). Removes what a crashed Berth left behind.
+pub async fn container_runtime(settings: &Settings) -> Option<berth_runtime_container::ContainerRuntime> {
+    match berth_runtime_container::ContainerRuntime::new(settings.containers.clone()).await {
+        Ok(runtime) => Some(runtime),
+        Err(e) => {
+            tracing::warn!(error.message = %e, "no container runtime: container servers are unavailable on this node");
+            None
+        }
+    }
+}
+
+/// The production resolver: WASM, containers (when Docker answers) and remote servers, with
+/// upstream credentials opened with the data-plane secret.
+pub async fn runtimes(
+    settings: &Settings,
+    pool: berth_storage::PgPool,
+    wasm: berth_runtime_wasm::WasmRuntime,
+    secret_key: &SecretString,
+) -> berth_data_plane::Runtimes {
+    let remote = berth_runtime_container::RemoteRuntime::new(
+        settings.containers.max_message_bytes,
+        Duration::from_secs(settings.containers.call_timeout_secs.max(1)),
+    );
+    let mut runtimes = berth_data_plane::Runtimes::new(pool, wasm)
+        .with_remote(remote)
+        .with_secret(secret_key.expose_secret().as_bytes());
+    if let Some(containers) = container_runtime(settings).await {
+        runtimes = runtimes.with_containers(containers);
+    }
+    runtimes
 }

@@ -57,7 +57,12 @@ impl FromRequest for Caller {
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
         let req = req.clone();
-        Box::pin(async move { verify(req).await.map_err(actix_web::Error::from) })
+        Box::pin(async move {
+            let caller = verify(req.clone()).await.map_err(actix_web::Error::from)?;
+            // The audit middleware names the principal of every mutation.
+            actix_web::HttpMessage::extensions_mut(&req).insert(crate::audit_log::Verified(caller.0.label()));
+            Ok(caller)
+        })
     }
 }
 
@@ -66,7 +71,7 @@ impl Caller {
     pub fn admin(&self) -> Result<AdminScope, ApiError> {
         match self.0 {
             Principal::PlatformAdmin => Ok(AdminScope::from_verified_admin_token()),
-            Principal::ApiKey { .. } => {
+            Principal::ApiKey { .. } | Principal::Token { .. } => {
                 Err(ApiError::Forbidden("only the platform administrator (BERTH_ADMIN_TOKEN) may do this".into()))
             }
         }
@@ -96,7 +101,8 @@ impl Caller {
                     Err(ApiError::Forbidden(format!("this API key lacks the `{}` scope", needed.as_str())))
                 }
             }
-            Principal::ApiKey { .. } => Err(ApiError::NotFound("tenant")),
+            // OAuth tokens are bound to one MCP server and never reach the admin API.
+            Principal::ApiKey { .. } | Principal::Token { .. } => Err(ApiError::NotFound("tenant")),
         }
     }
 }

@@ -174,6 +174,8 @@ pub(crate) struct ContainerVersionRequest {
     /// MCP path (http transport, default `/mcp`).
     pub(crate) path: Option<String>,
     pub(crate) limits: Option<LimitsBody>,
+    /// Outbound network access (default `false`: no network at all).
+    pub(crate) egress: Option<bool>,
 }
 
 /// Body of `POST .../versions` for a remote server.
@@ -281,6 +283,10 @@ impl VersionBody {
                 body.port = c.port;
                 body.path = c.path;
                 body.limits = Some(c.limits.into());
+                // A container's egress is all or nothing: `["*"]` when granted.
+                if c.egress {
+                    body.egress = Some(vec!["*".to_owned()]);
+                }
             }
             VersionSpec::Remote(r) => {
                 body.url = Some(r.url);
@@ -289,6 +295,14 @@ impl VersionBody {
         }
         body
     }
+}
+
+/// Body of `PATCH .../versions/{version}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PatchVersion {
+    /// `false` is the kill switch: the version stops serving on every node within a second.
+    pub(crate) enabled: Option<bool>,
 }
 
 /// Query of `POST .../versions`.

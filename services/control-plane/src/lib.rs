@@ -4,9 +4,11 @@
 //! function and map its error; every error leaves as `application/problem+json`
 //! (RFC 9457, see [`problem`]). [`configure`] mounts everything on an actix-web `App`.
 
+mod audit_log;
 mod body;
 pub mod caller;
 mod dto;
+mod oauth;
 pub mod openapi;
 pub mod problem;
 mod routes;
@@ -30,6 +32,11 @@ pub struct ControlPlaneState {
     pub max_json_bytes: usize,
     /// Checks uploaded components against the `berth:mcp` world.
     pub validator: std::sync::Arc<dyn berth_core::backend::ComponentValidator>,
+    /// Records an audit event for every mutation and refused credential.
+    pub auditor: berth_audit::Auditor,
+    /// Seals remote servers' upstream headers before they are stored (`None`: stored as given,
+    /// when this process has no `BERTH_SECRET_KEY` shared with the data plane).
+    pub upstream_key: Option<berth_core::sealed::SealKey>,
 }
 
 impl std::fmt::Debug for ControlPlaneState {
@@ -38,6 +45,14 @@ impl std::fmt::Debug for ControlPlaneState {
             .field("public_url", &self.public_url.as_str())
             .field("max_upload_bytes", &self.max_upload_bytes)
             .finish_non_exhaustive()
+    }
+}
+
+/// Mounts each tenant's OAuth 2.1 authorization server at the application root: metadata under
+/// `/.well-known/...` and the endpoints under `/t/{tenant}/oauth/` (see `oauth`).
+pub fn configure_oauth(state: ControlPlaneState) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(web::Data::new(state)).configure(oauth::configure);
     }
 }
 
@@ -53,6 +68,7 @@ pub fn configure(state: ControlPlaneState) -> impl FnOnce(&mut web::ServiceConfi
             .error_handler(|err, _req| problem::ApiError::BadRequest(format!("invalid query string: {err}")).into());
         cfg.service(
             web::scope("/api/v1")
+                .wrap(actix_web::middleware::from_fn(audit_log::record))
                 .app_data(web::Data::new(state))
                 .app_data(json)
                 .app_data(path)

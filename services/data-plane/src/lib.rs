@@ -6,10 +6,14 @@
 //! Sessions live in `berth-sessions`; [`respond`] turns a session's outbound stream into a JSON
 //! or SSE HTTP response.
 
+pub mod accounting;
 pub mod caller;
 pub mod catalog;
 pub mod guard;
+pub mod killswitch;
 mod mcp;
+mod prm;
+pub mod quota;
 mod resolver;
 mod respond;
 
@@ -35,6 +39,12 @@ pub struct DataPlaneState {
     pub guard: Arc<guard::Guard>,
     /// Largest accepted POST body, in bytes.
     pub max_body_bytes: usize,
+    /// Audit events and usage counters.
+    pub accounting: Arc<accounting::Accounting>,
+    /// Quota admission and usage counters.
+    pub quotas: Arc<quota::Quotas>,
+    /// OAuth access token verification and its caches.
+    pub tokens: Arc<caller::Tokens>,
 }
 
 impl std::fmt::Debug for DataPlaneState {
@@ -53,18 +63,52 @@ impl DataPlaneState {
         max_body_bytes: usize,
     ) -> Self {
         Self {
+            tokens: Arc::new(caller::Tokens::new(pool.clone(), public_url)),
             catalog: Arc::new(catalog::Catalog::new(pool)),
             sessions,
             resolver,
             guard: Arc::new(guard::Guard::from_public_url(public_url)),
             max_body_bytes,
+            accounting: Arc::new(accounting::Accounting::new(berth_audit::Auditor::disabled(), None)),
+            quotas: Arc::new(quota::Quotas::default()),
         }
+    }
+
+    /// Enforces quotas with `quotas` (the same value the accounting counts usage in).
+    pub fn with_quotas(mut self, quotas: Arc<quota::Quotas>) -> Self {
+        self.quotas = quotas;
+        self
+    }
+
+    /// Records audit events and usage with `accounting` (the same value the session registry
+    /// got as its hooks).
+    pub fn with_accounting(mut self, accounting: Arc<accounting::Accounting>) -> Self {
+        self.accounting = accounting;
+        self
+    }
+
+    /// Serves cached entries it cannot refresh for at most `bound` after they were last
+    /// confirmed (see [`catalog`]); the default is one minute.
+    pub fn with_fail_closed_after(mut self, bound: std::time::Duration) -> Self {
+        let pool = self.catalog.pool().clone();
+        self.catalog = Arc::new(catalog::Catalog::with_fail_closed_after(pool, bound));
+        self
+    }
+
+    /// Starts this node's kill-switch listener (see [`killswitch`]); it stops with the catalog.
+    pub fn listen_for_changes(&self, node: &str) {
+        killswitch::spawn(Arc::downgrade(&self.catalog), self.sessions.clone(), node);
     }
 }
 
-/// Mounts the MCP endpoint.
+/// Mounts the MCP endpoint and its Protected Resource Metadata.
 pub fn configure(state: DataPlaneState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
+        cfg.service(
+            web::resource("/.well-known/oauth-protected-resource/t/{tenant}/{server}/mcp")
+                .app_data(web::Data::new(state.clone()))
+                .route(web::get().to(prm::serve)),
+        );
         cfg.service(
             web::resource("/t/{tenant}/{server}/mcp")
                 .app_data(web::Data::new(state))

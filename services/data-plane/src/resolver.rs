@@ -1,10 +1,15 @@
-//! Finds the backend of a server version: WASM components run in the WASM runtime; container
-//! and remote servers answer 503 until their runtimes land.
+//! Finds the backend of a server version: WASM components run in the WASM runtime, container
+//! images in the container runtime (Docker), remote servers through the remote proxy.
+//!
+//! A build or node without a Docker daemon answers container servers with a clear 503; remote
+//! upstream headers are decrypted here with the key derived from `BERTH_SECRET_KEY`
+//! (`berth_core::sealed`), just before they are handed to the remote runtime.
 
 use std::sync::Arc;
 
 use berth_core::backend::{Backend, BackendError, BackendResolver, BoxFuture};
 use berth_core::{Server, ServerVersion, Tenant, TenantScope, VersionSpec};
+use berth_runtime_container::{ContainerRuntime, RemoteRuntime, VersionKey};
 use berth_runtime_wasm::{ServerSpec, WasmRuntime};
 use berth_storage::PgPool;
 
@@ -13,18 +18,69 @@ use berth_storage::PgPool;
 pub struct Runtimes {
     pool: PgPool,
     wasm: WasmRuntime,
+    containers: Option<ContainerRuntime>,
+    remote: RemoteRuntime,
+    headers_key: Option<berth_core::sealed::SealKey>,
 }
 
 impl std::fmt::Debug for Runtimes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtimes").finish_non_exhaustive()
+        f.debug_struct("Runtimes").field("containers", &self.containers.is_some()).finish_non_exhaustive()
     }
 }
 
 impl Runtimes {
-    /// Resolves over `pool` with `wasm` running components.
+    /// Resolves over `pool` with `wasm` running components; no container runtime, and remote
+    /// headers used as stored (see [`Runtimes::with_containers`], [`Runtimes::with_secret`]).
     pub fn new(pool: PgPool, wasm: WasmRuntime) -> Self {
-        Self { pool, wasm }
+        Self { pool, wasm, containers: None, remote: RemoteRuntime::default(), headers_key: None }
+    }
+
+    /// Runs container versions on `containers`, storing their failed starts (with the
+    /// containers' last output) for the admin API.
+    #[must_use]
+    pub fn with_containers(mut self, containers: ContainerRuntime) -> Self {
+        let pool = self.pool.clone();
+        containers.on_failure(Arc::new(move |key, failure| {
+            let Ok(slug) = berth_core::Slug::parse("tenant", &key.tenant) else { return };
+            // The version was resolved for an authorized route of this tenant.
+            let scope = TenantScope::from_verified_credentials(key.tenant_id, slug);
+            let record = berth_storage::container_failures::ContainerFailure {
+                at: chrono::DateTime::<chrono::Utc>::from(failure.at),
+                container: failure.container.clone(),
+                image: failure.image.clone(),
+                reason: failure.reason.clone(),
+                logs: failure.logs.clone(),
+            };
+            let (pool, version) = (pool.clone(), key.version);
+            tokio::spawn(async move {
+                let Ok(mut conn) = pool.acquire().await else { return };
+                if let Err(e) = berth_storage::container_failures::record(&mut conn, &scope, version, &record).await {
+                    tracing::warn!(error.message = %e, "cannot store a failed container start");
+                }
+            });
+        }));
+        self.containers = Some(containers);
+        self
+    }
+
+    /// Proxies remote versions with `remote`.
+    #[must_use]
+    pub fn with_remote(mut self, remote: RemoteRuntime) -> Self {
+        self.remote = remote;
+        self
+    }
+
+    /// Decrypts sealed remote headers with the key derived from the data-plane secret.
+    #[must_use]
+    pub fn with_secret(mut self, secret: &[u8]) -> Self {
+        self.headers_key = Some(berth_core::sealed::SealKey::derive(secret, berth_core::sealed::UPSTREAM_HEADERS));
+        self
+    }
+
+    /// The container runtime, when this node has one.
+    pub fn containers(&self) -> Option<&ContainerRuntime> {
+        self.containers.as_ref()
     }
 }
 
@@ -39,31 +95,67 @@ impl BackendResolver for Runtimes {
         server: &Server,
         version: &ServerVersion,
     ) -> BoxFuture<'static, Result<Arc<dyn Backend>, BackendError>> {
-        let VersionSpec::Wasm(spec) = &version.spec else {
-            let kind = server.kind.as_str();
-            return Box::pin(async move {
-                Err(unavailable(format!("this Berth build has no runtime for {kind} servers yet")))
-            });
-        };
-        // The route was authorized before resolution; the scope reads only this tenant's rows.
-        let scope = TenantScope::from_verified_credentials(tenant.id, tenant.slug.clone());
-        let (pool, wasm, server_id) = (self.pool.clone(), self.wasm.clone(), server.id);
-        let (sha256, egress) = (spec.sha256.clone(), spec.egress.clone());
-        Box::pin(async move {
-            let mut conn = pool.acquire().await.map_err(|_| unavailable("the database is unreachable"))?;
-            let bytes = berth_storage::versions::get_component(&mut conn, &scope, &sha256)
-                .await
-                .map_err(|e| unavailable(format!("cannot load the component: {e}")))?;
-            let config = berth_storage::server_config::get(&mut conn, &scope, server_id)
-                .await
-                .map_err(|e| unavailable(format!("cannot load the configuration: {e}")))?;
-            drop(conn);
-            let component = wasm
-                .load(&sha256, &bytes)
-                .await
-                .map_err(|e| unavailable(format!("the component failed to load: {e}")))?;
-            Ok(wasm.server(component, ServerSpec { config: config.values, secrets: config.secrets, egress }))
-        })
+        match &version.spec {
+            VersionSpec::Wasm(spec) => {
+                // The route was authorized before resolution; the scope reads only this tenant's rows.
+                let scope = TenantScope::from_verified_credentials(tenant.id, tenant.slug.clone());
+                let (pool, wasm, server_id) = (self.pool.clone(), self.wasm.clone(), server.id);
+                let (sha256, egress) = (spec.sha256.clone(), spec.egress.clone());
+                Box::pin(async move {
+                    let mut conn = pool.acquire().await.map_err(|_| unavailable("the database is unreachable"))?;
+                    let bytes = berth_storage::versions::get_component(&mut conn, &scope, &sha256)
+                        .await
+                        .map_err(|e| unavailable(format!("cannot load the component: {e}")))?;
+                    let config = berth_storage::server_config::get(&mut conn, &scope, server_id)
+                        .await
+                        .map_err(|e| unavailable(format!("cannot load the configuration: {e}")))?;
+                    drop(conn);
+                    let component = wasm
+                        .load(&sha256, &bytes)
+                        .await
+                        .map_err(|e| unavailable(format!("the component failed to load: {e}")))?;
+                    Ok(wasm.server(component, ServerSpec { config: config.values, secrets: config.secrets, egress }))
+                })
+            }
+            VersionSpec::Container(spec) => {
+                let Some(containers) = self.containers.clone() else {
+                    return Box::pin(async {
+                        Err(unavailable(
+                            "this Berth node has no container runtime (no Docker daemon answered at start)",
+                        ))
+                    });
+                };
+                let key = VersionKey {
+                    tenant_id: tenant.id,
+                    tenant: tenant.slug.as_str().to_owned(),
+                    server: server.slug.as_str().to_owned(),
+                    version: version.id,
+                    number: version.number,
+                };
+                let spec = spec.clone();
+                Box::pin(async move {
+                    let server = containers.server(key, spec).await.map_err(unavailable)?;
+                    Ok(server as Arc<dyn Backend>)
+                })
+            }
+            VersionSpec::Remote(spec) => {
+                let (remote, key, spec) = (self.remote.clone(), self.headers_key.clone(), spec.clone());
+                Box::pin(async move {
+                    let mut headers = spec.headers;
+                    if let Some(key) = &key {
+                        for value in headers.values_mut() {
+                            *value = berth_core::sealed::open_or_plain(key, value).map_err(|_| {
+                                unavailable(
+                                    "the upstream credentials cannot be decrypted with this node's BERTH_SECRET_KEY",
+                                )
+                            })?;
+                        }
+                    }
+                    let server = remote.server(&spec.url, headers).await.map_err(unavailable)?;
+                    Ok(server as Arc<dyn Backend>)
+                })
+            }
+        }
     }
 }
 

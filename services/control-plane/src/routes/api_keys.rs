@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, http::header, web};
 use berth_auth::GeneratedKey;
 use berth_core::{ApiKeyId, Error as Invalid, Scope, Slug};
 use berth_storage::api_keys::{self, NewApiKey};
+use berth_storage::notify::{self, Change};
 
 use super::{conn, display_name};
 use crate::ControlPlaneState;
@@ -118,7 +119,12 @@ pub(crate) async fn revoke(
     let (tenant, id) = path.into_inner();
     let mut conn = conn(&state).await?;
     let scope = caller.tenant(&mut conn, &tenant, Scope::Admin).await?;
-    let key = api_keys::revoke(&mut conn, &scope, key_id(&id)?).await?;
+    drop(conn);
+    // Revocation is a kill switch: every data-plane node drops the key when this commits.
+    let mut tx = state.pool.begin().await.map_err(berth_storage::Error::from)?;
+    let key = api_keys::revoke(&mut tx, &scope, key_id(&id)?).await?;
+    notify::publish(&mut tx, &Change::ApiKey { tenant: scope.tenant_id(), key: key.id, enabled: false }).await?;
+    tx.commit().await.map_err(berth_storage::Error::from)?;
     tracing::info!(tenant = %scope.slug(), key_id = %key.id, "api key revoked");
     Ok(HttpResponse::NoContent().finish())
 }

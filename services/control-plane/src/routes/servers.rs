@@ -2,6 +2,7 @@
 
 use actix_web::{HttpResponse, http::header, web};
 use berth_core::{Error as Invalid, Scope, ServerKind, Slug};
+use berth_storage::notify::{self, Change};
 use berth_storage::servers::{self, NewServer, ServerPatch};
 
 use super::{conn, display_name};
@@ -134,7 +135,18 @@ pub(crate) async fn patch(
         public: body.public,
         disabled_tools: body.disabled_tools.as_deref(),
     };
-    let server = servers::update(&mut conn, &scope, &slug, &patch).await?;
+    drop(conn);
+    // Disabling a server or a tool is a kill switch: the notification commits with the change.
+    let mut tx = state.pool.begin().await.map_err(berth_storage::Error::from)?;
+    let server = servers::update(&mut tx, &scope, &slug, &patch).await?;
+    let change = Change::Server {
+        tenant: scope.tenant_id(),
+        server: server.id,
+        enabled: server.enabled,
+        disabled_tools: notify::tools_payload(&server.disabled_tools),
+    };
+    notify::publish(&mut tx, &change).await?;
+    tx.commit().await.map_err(berth_storage::Error::from)?;
     Ok(HttpResponse::Ok().json(ServerBody::new(server, &state.public_url, scope.slug().as_str())))
 }
 
@@ -150,6 +162,12 @@ pub(crate) async fn delete(
     let mut conn = conn(&state).await?;
     let scope = caller.tenant(&mut conn, &tenant, Scope::Admin).await?;
     let slug = Slug::parse("server", &server)?;
-    servers::delete(&mut conn, &scope, &slug).await?;
+    let id = servers::get(&mut conn, &scope, &slug).await?.id;
+    drop(conn);
+    let mut tx = state.pool.begin().await.map_err(berth_storage::Error::from)?;
+    servers::delete(&mut tx, &scope, &slug).await?;
+    let change = Change::Server { tenant: scope.tenant_id(), server: id, enabled: false, disabled_tools: None };
+    notify::publish(&mut tx, &change).await?;
+    tx.commit().await.map_err(berth_storage::Error::from)?;
     Ok(HttpResponse::NoContent().finish())
 }

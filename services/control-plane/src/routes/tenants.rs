@@ -2,6 +2,7 @@
 
 use actix_web::{HttpResponse, http::header, web};
 use berth_core::{Scope, Slug};
+use berth_storage::notify::{self, Change};
 use berth_storage::tenants;
 
 use super::{conn, display_name};
@@ -83,7 +84,13 @@ pub(crate) async fn patch(
         return Err(ApiError::Forbidden("only the platform administrator may enable or disable a tenant".into()));
     }
     let name = body.name.as_deref().map(|n| display_name("name", n)).transpose()?;
-    let tenant = tenants::update(&mut conn, &scope, name.as_deref(), body.enabled).await?;
+    drop(conn);
+    // The change and its notification commit together: every data-plane node hears of a
+    // disabled tenant as soon as it is stored (the kill switch).
+    let mut tx = state.pool.begin().await.map_err(berth_storage::Error::from)?;
+    let tenant = tenants::update(&mut tx, &scope, name.as_deref(), body.enabled).await?;
+    notify::publish(&mut tx, &Change::Tenant { tenant: scope.tenant_id(), enabled: tenant.enabled }).await?;
+    tx.commit().await.map_err(berth_storage::Error::from)?;
     Ok(HttpResponse::Ok().json(TenantBody::from(tenant)))
 }
 
@@ -98,6 +105,10 @@ pub(crate) async fn delete(
     let mut conn = conn(&state).await?;
     let scope = caller.tenant(&mut conn, &path, Scope::Admin).await?;
     caller.admin()?;
-    tenants::delete(&mut conn, &scope).await?;
+    drop(conn);
+    let mut tx = state.pool.begin().await.map_err(berth_storage::Error::from)?;
+    tenants::delete(&mut tx, &scope).await?;
+    notify::publish(&mut tx, &Change::Tenant { tenant: scope.tenant_id(), enabled: false }).await?;
+    tx.commit().await.map_err(berth_storage::Error::from)?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -4,6 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use berth_core::{
     ContainerSpec, Error as Invalid, RemoteSpec, Scope, ServerKind, Slug, TenantScope, VersionSpec, WasmSpec,
 };
+use berth_storage::notify::{self, Change};
 use berth_storage::{servers, versions};
 use sha2::{Digest, Sha256};
 
@@ -11,7 +12,9 @@ use super::conn;
 use crate::ControlPlaneState;
 use crate::body::{media_type, read_limited};
 use crate::caller::Caller;
-use crate::dto::{ContainerVersionRequest, Page, PageQuery, PublishQuery, RemoteVersionRequest, VersionBody, page};
+use crate::dto::{
+    ContainerVersionRequest, Page, PageQuery, PatchVersion, PublishQuery, RemoteVersionRequest, VersionBody, page,
+};
 use crate::problem::ApiError;
 
 fn version_number(raw: &str) -> Result<i32, ApiError> {
@@ -83,8 +86,14 @@ pub(crate) async fn publish(
             VersionSpec::Container(spec)
         }
         ServerKind::Remote => {
-            let spec: RemoteSpec = json_spec(&body)?;
+            let mut spec: RemoteSpec = json_spec(&body)?;
             spec.validate()?;
+            // Upstream credentials are stored sealed; only the data plane opens them.
+            if let Some(key) = &state.upstream_key {
+                for value in spec.headers.values_mut() {
+                    *value = berth_core::sealed::seal(key, value);
+                }
+            }
             VersionSpec::Remote(spec)
         }
     };
@@ -162,8 +171,51 @@ pub(crate) async fn activate(
     let mut conn = conn(&state).await?;
     let scope = caller.tenant(&mut conn, &tenant, Scope::Publish).await?;
     let server = server_of(&mut conn, &scope, &server).await?;
-    let version = versions::activate(&mut conn, &scope, server.id, version_number(&number)?).await?;
+    drop(conn);
+    let mut tx = state.pool.begin().await.map_err(berth_storage::Error::from)?;
+    let version = versions::activate(&mut tx, &scope, server.id, version_number(&number)?).await?;
+    let change = Change::Server {
+        tenant: scope.tenant_id(),
+        server: server.id,
+        enabled: server.enabled,
+        disabled_tools: notify::tools_payload(&server.disabled_tools),
+    };
+    notify::publish(&mut tx, &change).await?;
+    tx.commit().await.map_err(berth_storage::Error::from)?;
     tracing::info!(tenant = %scope.slug(), server = %server.slug, version = version.number, "version activated");
     let number = version.number;
     Ok(HttpResponse::Ok().json(VersionBody::new(version, Some(number))))
+}
+
+/// Enables or disables one version (the kill switch). A disabled active version serves nothing:
+/// every data-plane node refuses new calls and ends the sessions running it as soon as this
+/// commits.
+#[utoipa::path(patch, path = "/api/v1/tenants/{tenant}/servers/{server}/versions/{version}", tag = "versions",
+    request_body = PatchVersion,
+    responses((status = 200, body = VersionBody), (status = 400), (status = 401), (status = 403), (status = 404)))]
+pub(crate) async fn patch(
+    state: web::Data<ControlPlaneState>,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+    body: web::Json<PatchVersion>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, server, number) = path.into_inner();
+    let mut conn = conn(&state).await?;
+    let scope = caller.tenant(&mut conn, &tenant, Scope::Publish).await?;
+    let server = server_of(&mut conn, &scope, &server).await?;
+    let number = version_number(&number)?;
+    let version = match body.enabled {
+        None => versions::get(&mut conn, &scope, server.id, number).await?,
+        Some(enabled) => {
+            drop(conn);
+            let mut tx = state.pool.begin().await.map_err(berth_storage::Error::from)?;
+            let version = versions::set_enabled(&mut tx, &scope, server.id, number, enabled).await?;
+            let change = Change::Version { tenant: scope.tenant_id(), server: server.id, version: version.id, enabled };
+            notify::publish(&mut tx, &change).await?;
+            tx.commit().await.map_err(berth_storage::Error::from)?;
+            tracing::info!(tenant = %scope.slug(), server = %server.slug, version = number, enabled, "version toggled");
+            version
+        }
+    };
+    Ok(HttpResponse::Ok().json(VersionBody::new(version, server.active_version)))
 }
