@@ -37,6 +37,9 @@ pub fn init<W>(filter: &str, format: LogFormat, writer: W) -> anyhow::Result<Tel
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
+    // Every HTTPS client of the process (the OTLP exporter built below, JWKS, client metadata
+    // documents, remote upstreams) uses rustls without a built-in provider: install ring first.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let filter = EnvFilter::try_new(filter).with_context(|| format!("invalid log filter {filter:?}"))?;
     let fmt = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
