@@ -88,6 +88,7 @@ fn berth(args: &Args) -> anyhow::Result<()> {
         containers: Default::default(),
         fail_closed_after_secs: 60,
         quota_nodes: 1,
+        oauth_cimd_allow_loopback: false,
         audit_spool_dir: Some(
             std::env::temp_dir().join(format!("berth-bench-spool-{}", uuid::Uuid::new_v4().simple())),
         ),

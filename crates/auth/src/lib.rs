@@ -1,7 +1,7 @@
 //! Credentials: how API keys look, how they are hashed, and how a presented credential
 //! becomes a [`Principal`](berth_core::Principal); member passwords (argon2id); and OAuth 2.1:
 //! the public URLs, opaque secrets, PKCE, redirect URI rules ([`oauth`]) and JWT access tokens
-//! with per-tenant keys ([`jwt`]).
+//! with per-tenant keys ([`jwt`]); the rules for Client ID Metadata Documents ([`cimd`]).
 //!
 //! This crate holds no I/O: callers fetch the stored key by its prefix and hand it to
 //! [`verify_api_key`], which decides; token callers fetch an issuer's keys and hand them to
@@ -9,6 +9,7 @@
 
 pub mod api_key;
 pub mod cache;
+pub mod cimd;
 mod crypto;
 pub mod error;
 pub mod jwt;

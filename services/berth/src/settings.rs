@@ -77,6 +77,12 @@ pub struct Settings {
     /// (`BERTH_QUOTA_NODES`, default 1).
     #[serde(default = "default_quota_nodes")]
     pub quota_nodes: u32,
+    /// FOR TESTS ONLY, never in production: lets the authorization servers fetch Client ID
+    /// Metadata Documents over plain HTTP from loopback addresses, such as
+    /// `http://127.0.0.1:PORT/client.json` (`BERTH_OAUTH_CIMD_ALLOW_LOOPBACK`, default false).
+    /// Other non-public addresses stay refused.
+    #[serde(default)]
+    pub oauth_cimd_allow_loopback: bool,
 }
 
 fn default_quota_nodes() -> u32 {
@@ -186,5 +192,25 @@ impl Settings {
         let ip = if bound.ip().is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { bound.ip() };
         let addr = SocketAddr::new(ip, bound.port());
         url::Url::parse(&format!("http://{addr}")).context("cannot derive the public URL from the listen address")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_toml(text: &str) -> Settings {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, text).unwrap();
+        Settings::load(&Overrides { config_file: Some(path), ..Overrides::default() }).unwrap()
+    }
+
+    #[test]
+    fn the_test_only_cimd_loopback_relaxation_is_off_unless_configured() {
+        if std::env::var_os("BERTH_OAUTH_CIMD_ALLOW_LOOPBACK").is_none() {
+            assert!(!load_toml("").oauth_cimd_allow_loopback);
+        }
+        assert!(load_toml("oauth_cimd_allow_loopback = true\n").oauth_cimd_allow_loopback);
     }
 }

@@ -94,6 +94,7 @@ impl Application {
             .map(|s| {
                 berth_core::sealed::SealKey::derive(s.expose_secret().as_bytes(), berth_core::sealed::UPSTREAM_HEADERS)
             }),
+            client_documents: Arc::new(berth_control_plane::ClientDocuments::new(settings.oauth_cimd_allow_loopback)),
         };
         let mut sessions = SessionConfig::new(node.clone(), secret_key.expose_secret().as_bytes());
         sessions.max_sessions_per_tenant = settings.max_sessions_per_tenant;

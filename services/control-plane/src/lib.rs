@@ -17,6 +17,8 @@ use actix_web::web;
 use berth_storage::PgPool;
 use secrecy::SecretString;
 
+pub use oauth::ClientDocuments;
+
 /// What the control plane needs at run time.
 #[derive(Clone)]
 pub struct ControlPlaneState {
@@ -37,6 +39,9 @@ pub struct ControlPlaneState {
     /// Seals remote servers' upstream headers before they are stored (`None`: stored as given,
     /// when this process has no `BERTH_SECRET_KEY` shared with the data plane).
     pub upstream_key: Option<berth_core::sealed::SealKey>,
+    /// Fetches and caches the Client ID Metadata Documents of URL `client_id`s, shared by every
+    /// tenant's authorization server.
+    pub client_documents: std::sync::Arc<ClientDocuments>,
 }
 
 impl std::fmt::Debug for ControlPlaneState {

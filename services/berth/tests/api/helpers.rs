@@ -56,6 +56,7 @@ pub fn test_settings() -> Settings {
         fail_closed_after_secs: 60,
         // One spool per app: apps of different tests must not replay each other's events.
         quota_nodes: 1,
+        oauth_cimd_allow_loopback: false,
         audit_spool_dir: Some(
             std::env::temp_dir().join("berth-test-spools").join(uuid::Uuid::new_v4().simple().to_string()),
         ),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{As, TestApp, component_bytes, spawn_app_with};
+use crate::helpers::{As, TestApp, component_bytes, spawn_app_on, test_settings};
 
 /// One parsed reply.
 #[derive(Debug)]
@@ -103,7 +103,14 @@ pub struct McpApp {
 
 impl McpApp {
     pub async fn spawn() -> Self {
-        let app = spawn_app_with(Arc::new(berth_test_support::fixture::FixtureResolver::new())).await;
+        Self::spawn_on(test_settings()).await
+    }
+
+    /// [`McpApp::spawn`] with these settings.
+    pub async fn spawn_on(settings: berth::settings::Settings) -> Self {
+        let db = berth_test_support::database().await;
+        let resolver = Arc::new(berth_test_support::fixture::FixtureResolver::new());
+        let app = spawn_app_on(settings, db, resolver, Arc::new(berth_core::backend::HeaderOnly)).await;
         let (acme_admin, globex_admin) = app.two_tenants().await;
         for (tenant, admin) in [("acme", &acme_admin), ("globex", &globex_admin)] {
             app.create_server(As::Key(admin), tenant, "fixture", "wasm").await.assert_status(201);

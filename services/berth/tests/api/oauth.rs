@@ -28,7 +28,11 @@ struct OAuthApp {
 
 impl OAuthApp {
     async fn spawn() -> Self {
-        let t = McpApp::spawn().await;
+        Self::spawn_on(crate::helpers::test_settings()).await
+    }
+
+    async fn spawn_on(settings: berth::settings::Settings) -> Self {
+        let t = McpApp::spawn_on(settings).await;
         add_member(&t.app, "acme", "ada@example.com", "owner", Some(PASSWORD)).await.assert_status(201);
         add_member(&t.app, "globex", "gus@example.com", "owner", Some(PASSWORD)).await.assert_status(201);
         t.app.create_server(As::Admin, "acme", "second", "wasm").await.assert_status(201);
@@ -58,16 +62,7 @@ impl OAuthApp {
 
     /// The standard authorization request of the test client for `resource`.
     fn request(&self, resource: &str) -> Vec<(&'static str, String)> {
-        vec![
-            ("response_type", "code".to_owned()),
-            ("client_id", self.client_id.clone()),
-            ("redirect_uri", REDIRECT.to_owned()),
-            ("state", "st-123".to_owned()),
-            ("scope", "mcp".to_owned()),
-            ("code_challenge", pkce_challenge(VERIFIER)),
-            ("code_challenge_method", "S256".to_owned()),
-            ("resource", resource.to_owned()),
-        ]
+        request_as(&self.client_id, resource)
     }
 
     /// Signs in at the login page the authorization request shows; returns the consent page.
@@ -145,6 +140,20 @@ impl OAuthApp {
     async fn mcp_status(&self, tenant: &str, server: &str, token: &str) -> crate::mcp_client::McpReply {
         self.t.post(&self.resource(tenant, server), Some(token), &[], &init()).await
     }
+}
+
+/// The standard authorization request of `client_id` for `resource`.
+fn request_as(client_id: &str, resource: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("response_type", "code".to_owned()),
+        ("client_id", client_id.to_owned()),
+        ("redirect_uri", REDIRECT.to_owned()),
+        ("state", "st-123".to_owned()),
+        ("scope", "mcp".to_owned()),
+        ("code_challenge", pkce_challenge(VERIFIER)),
+        ("code_challenge_method", "S256".to_owned()),
+        ("resource", resource.to_owned()),
+    ]
 }
 
 fn init() -> Value {
@@ -865,4 +874,392 @@ async fn identity_providers_need_web_urls_and_the_admin_scope() {
     let reader = o.app().key_with("acme", &["admin:read"]).await;
     put_json(o.app(), As::Key(&reader), path, &json!({"issuer": "https://idp.example.com"})).await.assert_problem(403);
     o.app().get(As::Key(&reader), path).await.assert_problem(404);
+}
+
+/// A canned answer of [`DocServer`].
+#[derive(Clone)]
+struct Canned {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// Whether `Content-Length` is sent (otherwise the body ends when the connection closes).
+    length: bool,
+}
+
+impl Canned {
+    fn json(document: &Value) -> Self {
+        Self::with_type("application/json", document.to_string().into_bytes())
+    }
+
+    fn with_type(content_type: &str, body: Vec<u8>) -> Self {
+        Self { status: 200, headers: vec![("content-type".into(), content_type.into())], body, length: true }
+    }
+}
+
+/// A tiny HTTP/1.1 server on loopback that publishes client metadata documents: one canned
+/// answer per path; connections and requests are counted.
+struct DocServer {
+    port: u16,
+    routes: std::sync::Arc<std::sync::Mutex<BTreeMap<String, Canned>>>,
+    hits: std::sync::Arc<std::sync::Mutex<BTreeMap<String, usize>>>,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl DocServer {
+    async fn start() -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = Self {
+            port: listener.local_addr().unwrap().port(),
+            routes: Default::default(),
+            hits: Default::default(),
+            connections: Default::default(),
+        };
+        let (routes, hits, connections) = (server.routes.clone(), server.hits.clone(), server.connections.clone());
+        actix_web::rt::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (routes, hits) = (routes.clone(), hits.clone());
+                actix_web::rt::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                    *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+                    let canned = routes.lock().unwrap().get(&path).cloned().unwrap_or(Canned {
+                        status: 404,
+                        headers: vec![],
+                        body: b"not found".to_vec(),
+                        length: true,
+                    });
+                    let mut response = format!("HTTP/1.1 {} X\r\nconnection: close\r\n", canned.status);
+                    for (name, value) in &canned.headers {
+                        response.push_str(&format!("{name}: {value}\r\n"));
+                    }
+                    if canned.length {
+                        response.push_str(&format!("content-length: {}\r\n", canned.body.len()));
+                    }
+                    response.push_str("\r\n");
+                    let _ = stream.write_all(response.as_bytes()).await;
+                    let _ = stream.write_all(&canned.body).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn serve(&self, path: &str, canned: Canned) {
+        self.routes.lock().unwrap().insert(path.to_owned(), canned);
+    }
+
+    fn hits(&self, path: &str) -> usize {
+        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A valid metadata document for `client_id`, redirecting to [`REDIRECT`] only.
+fn client_document(client_id: &str) -> Value {
+    json!({
+        "client_id": client_id,
+        "client_name": "Document client",
+        "client_uri": "https://app.example.com",
+        "redirect_uris": [REDIRECT],
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+    })
+}
+
+/// The OAuth app with the test-only relaxation on (documents over http from 127.0.0.1), and a
+/// document server with a valid document at `/client.json`.
+async fn document_app() -> (OAuthApp, DocServer, String) {
+    let mut settings = crate::helpers::test_settings();
+    settings.oauth_cimd_allow_loopback = true;
+    let o = OAuthApp::spawn_on(settings).await;
+    let docs = DocServer::start().await;
+    let client_id = docs.url("/client.json");
+    let mut canned = Canned::json(&client_document(&client_id));
+    canned.headers.push(("cache-control".into(), "public, max-age=600".into()));
+    docs.serve("/client.json", canned);
+    (o, docs, client_id)
+}
+
+/// Exchanges `code` at `tenant`'s token endpoint as the public client `client_id`.
+async fn exchange_as(o: &OAuthApp, tenant: &str, client_id: &str, code: &str) -> Reply {
+    o.token(
+        tenant,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+            ("client_id", client_id),
+        ],
+    )
+    .await
+}
+
+/// Asserts that an authorization request of `client_id` ends on a page (never a redirect)
+/// saying `invalid_client` and `why`, and that the token endpoint refuses it as
+/// `invalid_client` too.
+async fn assert_client_refused(o: &OAuthApp, client_id: &str, why: &str) {
+    let request = request_as(client_id, &o.resource("acme", "fixture"));
+    let params: Vec<(&str, &str)> = request.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let page = Browser::new().get(&o.authorize_url("acme", &params)).await;
+    assert_eq!(page.status, 400, "{client_id}: {}", page.text);
+    assert!(page.headers.get("location").is_none(), "{client_id}: never a redirect");
+    assert!(
+        page.text.contains("invalid_client") && page.text.contains(why),
+        "{client_id}: wanted {why:?} in {}",
+        page.text
+    );
+    let token = exchange_as(o, "acme", client_id, "bac_not-a-real-code").await;
+    token.assert_status(401);
+    assert_eq!(token.body["error"], "invalid_client", "{client_id}");
+    assert!(token.body["error_description"].as_str().unwrap().contains(why), "{client_id}: {}", token.text);
+}
+
+#[actix_web::test]
+async fn a_metadata_document_client_signs_in_consents_calls_a_tool_and_refreshes() {
+    let (o, docs, client_id) = document_app().await;
+    let metadata = o.app().get(As::Anonymous, "/.well-known/oauth-authorization-server/t/acme").await;
+    assert_eq!(metadata.body["client_id_metadata_document_supported"], true);
+
+    let mut browser = Browser::new();
+    let request = request_as(&client_id, &o.resource("acme", "fixture"));
+    let consent = o.sign_in(&mut browser, "acme", &request, "ada@example.com").await;
+    assert!(consent.text.contains("Document client"), "{}", consent.text);
+    assert!(consent.text.contains("published by <strong>127.0.0.1</strong>"), "{}", consent.text);
+    assert!(consent.text.contains("127.0.0.1:9"), "the redirect host is shown: {}", consent.text);
+    assert!(consent.text.contains("nothing proves"), "localhost-only redirects are warned about: {}", consent.text);
+    let mut form = consent.hidden();
+    form.push(("decision".into(), "approve".into()));
+    let done = browser.post(&o.app().url(&consent.form_action()), &form).await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    let back = query(&done.location());
+    assert!(done.location().starts_with(REDIRECT), "{}", done.location());
+    assert_eq!(back["state"], "st-123");
+    assert_eq!(back["iss"], o.app().url("/t/acme"));
+
+    let reply = exchange_as(&o, "acme", &client_id, &back["code"]).await;
+    reply.assert_status(200);
+    let access = reply.body["access_token"].as_str().unwrap();
+    let claims = claims_of(access);
+    assert_eq!(claims.client_id, client_id);
+    assert_eq!(claims.aud, o.resource("acme", "fixture"));
+    let call =
+        o.t.modern(
+            &o.resource("acme", "fixture"),
+            Some(access),
+            json!(1),
+            "tools/call",
+            json!({"name": "add", "arguments": {"a": 2, "b": 3}}),
+            json!({}),
+        )
+        .await;
+    assert_eq!(call.status, 200, "{}", call.text);
+    assert!(call.result()["content"][0]["text"].as_str().unwrap().contains('5'));
+
+    let refresh = reply.body["refresh_token"].as_str().unwrap();
+    let refreshed = o
+        .token("acme", &[("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", &client_id)])
+        .await;
+    refreshed.assert_status(200);
+    assert_eq!(o.mcp_status("acme", "fixture", refreshed.body["access_token"].as_str().unwrap()).await.status, 200);
+    // Authorize, sign-in, consent and two token requests: one fetch, then the cache.
+    assert_eq!(docs.hits("/client.json"), 1);
+    // A secret is no way in for a public document client.
+    let with_secret = o
+        .token(
+            "acme",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refreshed.body["refresh_token"].as_str().unwrap()),
+                ("client_id", &client_id),
+                ("client_secret", "anything"),
+            ],
+        )
+        .await;
+    with_secret.assert_status(401);
+    assert_eq!(with_secret.body["error"], "invalid_client");
+}
+
+#[actix_web::test]
+async fn a_metadata_document_client_of_one_tenant_gains_nothing_at_another() {
+    let (o, _docs, client_id) = document_app().await;
+    let code = o.consent("acme", &request_as(&client_id, &o.resource("acme", "fixture")), "ada@example.com").await;
+    let reply = exchange_as(&o, "acme", &client_id, &code["code"]).await;
+    reply.assert_status(200);
+    let access = reply.body["access_token"].as_str().unwrap();
+    let refresh = reply.body["refresh_token"].as_str().unwrap();
+    assert_eq!(o.mcp_status("globex", "fixture", access).await.status, 401, "acme's token at globex");
+
+    // acme's code and refresh token mean nothing at globex's token endpoint.
+    let other = o.consent("acme", &request_as(&client_id, &o.resource("acme", "fixture")), "ada@example.com").await;
+    let at_globex = exchange_as(&o, "globex", &client_id, &other["code"]).await;
+    at_globex.assert_status(400);
+    assert_eq!(at_globex.body["error"], "invalid_grant");
+    let refreshed_at_globex = o
+        .token("globex", &[("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", &client_id)])
+        .await;
+    refreshed_at_globex.assert_status(400);
+    assert_eq!(refreshed_at_globex.body["error"], "invalid_grant");
+    // Revoking acme's refresh token at globex does nothing to it.
+    let revoke = o
+        .app()
+        .client
+        .post(o.app().url("/t/globex/oauth/revoke"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&pairs(&[("token", refresh), ("client_id", &client_id)])));
+    o.app().send(revoke).await.assert_status(200);
+    let still = o
+        .token("acme", &[("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", &client_id)])
+        .await;
+    still.assert_status(200);
+
+    // The same URL is a separate client at globex: its own member consents, and the token is
+    // globex's, refused at acme.
+    let globex_request = request_as(&client_id, &o.resource("globex", "fixture"));
+    assert_eq!(
+        Browser::new()
+            .get(&o.authorize_url("globex", &[("client_id", &client_id), ("response_type", "code")]))
+            .await
+            .status,
+        302,
+        "a valid document client at globex: later errors go back to the client"
+    );
+    let back = o.consent("globex", &globex_request, "gus@example.com").await;
+    let globex = exchange_as(&o, "globex", &client_id, &back["code"]).await;
+    globex.assert_status(200);
+    let globex_access = globex.body["access_token"].as_str().unwrap();
+    assert_eq!(claims_of(globex_access).iss, o.app().url("/t/globex"));
+    assert_eq!(o.mcp_status("globex", "fixture", globex_access).await.status, 200);
+    assert_eq!(o.mcp_status("acme", "fixture", globex_access).await.status, 401, "globex's token at acme");
+    // acme's member cannot sign in at globex through the document client either.
+    let params: Vec<(&str, &str)> = globex_request.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut browser = Browser::new();
+    let login = browser.get(&o.authorize_url("globex", &params)).await;
+    let mut form = login.hidden();
+    form.extend(pairs(&[("email", "ada@example.com"), ("password", PASSWORD)]));
+    assert_eq!(browser.post(&o.app().url("/t/globex/oauth/login"), &form).await.status, 401);
+}
+
+#[actix_web::test]
+async fn redirect_uris_outside_the_metadata_document_are_refused_on_a_page() {
+    let (o, docs, _) = document_app().await;
+    let client_id = docs.url("/two.json");
+    let mut document = client_document(&client_id);
+    document["redirect_uris"] = json!([REDIRECT, "http://127.0.0.1:9/second"]);
+    docs.serve("/two.json", Canned::json(&document));
+    let resource = o.resource("acme", "fixture");
+    for redirect in
+        [Some("http://127.0.0.1:9/other"), Some("http://127.0.0.1:9/callback/"), Some("https://evil.example/cb"), None]
+    {
+        let mut request = request_as(&client_id, &resource);
+        request.retain(|(k, _)| *k != "redirect_uri");
+        if let Some(uri) = redirect {
+            request.push(("redirect_uri", uri.to_owned()));
+        }
+        let params: Vec<(&str, &str)> = request.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let page = Browser::new().get(&o.authorize_url("acme", &params)).await;
+        assert_eq!(page.status, 400, "{redirect:?}: {}", page.text);
+        assert!(page.text.contains("Invalid redirect URI"), "{redirect:?}: {}", page.text);
+        assert!(page.headers.get("location").is_none(), "{redirect:?}: never a redirect");
+    }
+    let mut request = request_as(&client_id, &resource);
+    request.retain(|(k, _)| *k != "redirect_uri");
+    request.push(("redirect_uri", "http://127.0.0.1:9/second".to_owned()));
+    let params: Vec<(&str, &str)> = request.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let login = Browser::new().get(&o.authorize_url("acme", &params)).await;
+    assert_eq!(login.status, 200, "a redirect URI the document lists: {}", login.text);
+    assert!(login.text.contains("Document client (127.0.0.1)"), "{}", login.text);
+}
+
+#[actix_web::test]
+async fn metadata_documents_that_do_not_describe_the_client_are_refused() {
+    let (o, docs, _) = document_app().await;
+    let without = |path: &str, field: &str| {
+        let mut document = client_document(&docs.url(path));
+        document.as_object_mut().unwrap().remove(field);
+        document
+    };
+    let padded = |path: &str| {
+        let mut document = client_document(&docs.url(path));
+        document["padding"] = json!("x".repeat(6 * 1024));
+        document.to_string().into_bytes()
+    };
+    let mut unsized_big = Canned::with_type("application/json", padded("/big-unsized.json"));
+    unsized_big.length = false;
+    let mut confidential = client_document(&docs.url("/confidential.json"));
+    confidential["token_endpoint_auth_method"] = json!("client_secret_basic");
+    let cases: Vec<(&str, Canned, &str)> = vec![
+        ("/mismatch.json", Canned::json(&client_document(&docs.url("/client.json"))), "another client_id"),
+        ("/no-id.json", Canned::json(&without("/no-id.json", "client_id")), "has no client_id"),
+        ("/no-name.json", Canned::json(&without("/no-name.json", "client_name")), "has no client_name"),
+        ("/no-redirects.json", Canned::json(&without("/no-redirects.json", "redirect_uris")), "has no redirect_uris"),
+        ("/confidential.json", Canned::json(&confidential), "only public clients"),
+        ("/big.json", Canned::with_type("application/json", padded("/big.json")), "larger than 5120 bytes"),
+        ("/big-unsized.json", unsized_big, "larger than 5120 bytes"),
+        (
+            "/html.json",
+            Canned::with_type("text/html", client_document(&docs.url("/html.json")).to_string().into_bytes()),
+            "not served as application/json",
+        ),
+        ("/garbage.json", Canned::with_type("application/json", b"{\"client_id\": ".to_vec()), "not valid JSON"),
+        (
+            "/moved.json",
+            Canned {
+                status: 302,
+                headers: vec![("location".into(), docs.url("/client.json"))],
+                body: vec![],
+                length: true,
+            },
+            "redirects are not followed",
+        ),
+        ("/missing.json", Canned { status: 404, headers: vec![], body: vec![], length: true }, "answered 404"),
+    ];
+    for (path, canned, why) in cases {
+        docs.serve(path, canned);
+        assert_client_refused(&o, &docs.url(path), why).await;
+    }
+    assert_eq!(docs.hits("/client.json"), 0, "the redirect was not followed");
+    assert_eq!(o.app().execute("SELECT 1 FROM oauth_grants").await, 0);
+}
+
+#[actix_web::test]
+async fn metadata_documents_on_loopback_or_private_addresses_are_refused_by_default() {
+    let o = OAuthApp::spawn().await;
+    let docs = DocServer::start().await;
+    let port = docs.port;
+    docs.serve("/client.json", Canned::json(&client_document(&docs.url("/client.json"))));
+    let metadata = o.app().get(As::Anonymous, "/.well-known/oauth-authorization-server/t/acme").await;
+    assert_eq!(metadata.body["client_id_metadata_document_supported"], true);
+    let cases = [
+        (docs.url("/client.json"), "must use https"),
+        (format!("https://127.0.0.1:{port}/client.json"), "names a non-public address"),
+        (format!("https://[::1]:{port}/client.json"), "names a non-public address"),
+        (format!("https://[::ffff:7f00:1]:{port}/client.json"), "names a non-public address"),
+        ("https://10.0.0.1/client.json".to_owned(), "names a non-public address"),
+        ("https://169.254.169.254/latest/meta-data/client".to_owned(), "names a non-public address"),
+        (format!("https://localhost:{port}/client.json"), "resolves to a non-public address"),
+    ];
+    for (client_id, why) in &cases {
+        assert_client_refused(&o, client_id, why).await;
+    }
+    assert_eq!(docs.connections(), 0, "nothing reached the loopback server");
 }

@@ -25,7 +25,7 @@ use berth_storage::oauth::{self as store, LoginSession, NewCode, NewGrant};
 use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::clients::{self, Client};
+use super::clients::{self, Client, FindError};
 use super::pages;
 use crate::ControlPlaneState;
 
@@ -116,10 +116,13 @@ async fn validate(
         return Err(Refusal::Page(StatusCode::FORBIDDEN, "Unavailable", "This organization is disabled.".into()));
     }
     let client_id = params.client_id.as_deref().ok_or_else(|| page("Invalid request", "client_id is missing."))?;
-    let client = clients::find(conn, scope, client_id)
-        .await
-        .map_err(|e| unavailable(&e))?
-        .ok_or_else(|| page("Unknown client", "No client with this client_id is registered here."))?;
+    let client = match clients::find(conn, scope, &state.client_documents, client_id).await {
+        Ok(Some(client)) => client,
+        Ok(None) => return Err(page("Unknown client", "No client with this client_id is registered here.")),
+        // A refused metadata document stays on a page too: its redirect URIs are not trusted.
+        Err(FindError::Document(e)) => return Err(page("Invalid client", &format!("invalid_client: {e}."))),
+        Err(FindError::Storage(e)) => return Err(unavailable(&e)),
+    };
     let redirect_uri = client
         .redirect_uri(params.redirect_uri.as_deref())
         .ok_or_else(|| page("Invalid redirect URI", "The redirect_uri is not registered for this client."))?
@@ -215,7 +218,7 @@ fn login_page(
         action: &action,
         csrf: &csrf,
         request: &request,
-        client_name: &valid.client.name,
+        client_name: &client_label(&valid.client),
         email,
         failed,
     });
@@ -223,6 +226,15 @@ fn login_page(
     pages::secure(HttpResponse::build(status))
         .cookie(cookie(state, cookie_name(state, "login-csrf", tenant.slug.as_str()), csrf, 3600))
         .body(html)
+}
+
+/// The client's name as the login page shows it: a metadata document client's name is
+/// whatever its publisher wrote, so the host publishing it follows.
+fn client_label(client: &Client) -> String {
+    match &client.document {
+        Some(document) => format!("{} ({})", client.name, document.host),
+        None => client.name.clone(),
+    }
 }
 
 fn consent_page(tenant: &Tenant, valid: &Valid, params: &Params, session: &LoginSession) -> HttpResponse {
@@ -256,6 +268,8 @@ fn consent_page(tenant: &Tenant, valid: &Valid, params: &Params, session: &Login
         redirect_uri: &valid.redirect_uri,
         redirect_host: &host,
         loopback: is_loopback_redirect(&valid.redirect_uri),
+        document_host: valid.client.document.as_ref().map(|d| d.host.as_str()),
+        localhost_only: valid.client.document.as_ref().is_some_and(|d| d.localhost_only),
         resource: &valid.resource,
         scope: &scope,
         fields: &fields,

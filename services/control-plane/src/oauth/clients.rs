@@ -1,17 +1,20 @@
 //! OAuth clients: registration rules shared by Dynamic Client Registration and the admin API,
-//! lookup of a presented `client_id`, and client authentication at the token and revocation
-//! endpoints.
+//! lookup of a presented `client_id` (a registered client, or a Client ID Metadata Document
+//! when it is a URL, see [`super::cimd`]), and client authentication at the token and
+//! revocation endpoints.
 
 use actix_web::HttpRequest;
 use actix_web::http::header;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use berth_auth::cimd::{ClientMetadata, is_document_client_id};
 use berth_auth::oauth::{Secret, check_redirect_uri, generate_client_id, secret_hash};
 use berth_core::TenantScope;
 use berth_storage::PgConnection;
 use berth_storage::oauth::{self, NewClient, OAuthClient};
 use subtle::ConstantTimeEq;
 
+use super::cimd::{ClientDocuments, DocumentRefused};
 use super::errors::OAuthError;
 
 /// Token endpoint authentication methods Berth supports.
@@ -29,6 +32,18 @@ pub(crate) struct Client {
     secret_hash: Option<Vec<u8>>,
     /// Whether refresh tokens are issued to it.
     pub(crate) refresh: bool,
+    /// For a metadata document client, the facts the consent page shows about it.
+    pub(crate) document: Option<DocumentFacts>,
+}
+
+/// What the consent page says about a metadata document client.
+#[derive(Debug, Clone)]
+pub(crate) struct DocumentFacts {
+    /// The host publishing the document (the `client_id` URL's host).
+    pub(crate) host: String,
+    /// Every redirect URI is on loopback: any program on the member's machine could use this
+    /// `client_id`, so the consent page warns.
+    pub(crate) localhost_only: bool,
 }
 
 impl From<OAuthClient> for Client {
@@ -40,6 +55,26 @@ impl From<OAuthClient> for Client {
             redirect_uris: c.redirect_uris,
             auth_method: c.token_endpoint_auth_method,
             secret_hash: c.secret_hash,
+            document: None,
+        }
+    }
+}
+
+impl From<&ClientMetadata> for Client {
+    /// A metadata document client: public (`none`), never stored.
+    fn from(m: &ClientMetadata) -> Self {
+        let host = url::Url::parse(&m.client_id)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| m.client_id.clone());
+        Self {
+            client_id: m.client_id.clone(),
+            name: m.client_name.clone(),
+            redirect_uris: m.redirect_uris.clone(),
+            auth_method: "none".to_owned(),
+            secret_hash: None,
+            refresh: m.refresh,
+            document: Some(DocumentFacts { host, localhost_only: m.localhost_only() }),
         }
     }
 }
@@ -58,12 +93,29 @@ impl Client {
     }
 }
 
-/// Finds a registered client of the tenant.
+/// Why a presented `client_id` could not be looked up.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FindError {
+    /// A metadata document client that was refused; the message says why.
+    #[error(transparent)]
+    Document(#[from] DocumentRefused),
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] berth_storage::Error),
+}
+
+/// Finds the client a request names: for a URL, the client its metadata document describes
+/// (cached, else fetched now); otherwise a registered client of the tenant.
 pub(crate) async fn find(
     conn: &mut PgConnection,
     scope: &TenantScope,
+    documents: &ClientDocuments,
     client_id: &str,
-) -> Result<Option<Client>, berth_storage::Error> {
+) -> Result<Option<Client>, FindError> {
+    if is_document_client_id(client_id) {
+        let metadata = documents.client(client_id).await?;
+        return Ok(Some(Client::from(metadata.as_ref())));
+    }
     Ok(oauth::get_client(conn, scope, client_id).await?.map(Client::from))
 }
 
@@ -191,16 +243,22 @@ impl Presented {
         Ok(Self { client_id: Some(id), secret: Some(secret), basic: true })
     }
 
-    /// Finds and authenticates the client with its registered method.
+    /// Finds and authenticates the client with its registered method (metadata document
+    /// clients are public: they present no secret).
     pub(crate) async fn authenticate(
         &self,
         conn: &mut PgConnection,
         scope: &TenantScope,
+        documents: &ClientDocuments,
     ) -> Result<Client, OAuthError> {
         let unknown = || OAuthError::invalid_client("unknown client or bad client credentials", self.basic);
         let client_id =
             self.client_id.as_deref().ok_or_else(|| OAuthError::invalid_client("client_id is required", false))?;
-        let client = find(conn, scope, client_id).await?.ok_or_else(unknown)?;
+        let client = match find(conn, scope, documents, client_id).await {
+            Ok(found) => found.ok_or_else(unknown)?,
+            Err(FindError::Document(e)) => return Err(OAuthError::invalid_client(e.to_string(), self.basic)),
+            Err(FindError::Storage(e)) => return Err(e.into()),
+        };
         match (client.auth_method.as_str(), &self.secret, &client.secret_hash) {
             ("none", None, _) => Ok(client),
             ("client_secret_basic" | "client_secret_post", Some(secret), Some(hash)) => {
@@ -249,6 +307,7 @@ mod tests {
             auth_method: "none".into(),
             secret_hash: None,
             refresh: true,
+            document: None,
         };
         assert_eq!(client.redirect_uri(Some("http://127.0.0.1:3000/callback")), Some("http://127.0.0.1:3000/callback"));
         assert_eq!(client.redirect_uri(None), Some("http://127.0.0.1:3000/callback"));

@@ -31,7 +31,7 @@ pub(crate) fn document(urls: &Urls, tenant: &str) -> Value {
         "token_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "authorization_response_iss_parameter_supported": true,
-        "client_id_metadata_document_supported": false,
+        "client_id_metadata_document_supported": true,
         // OpenID discovery asks for these; Berth issues access tokens only, no ID tokens.
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["EdDSA"],

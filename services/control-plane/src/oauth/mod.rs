@@ -7,13 +7,16 @@
 //!   protected, PKCE S256 only, exact redirect URI matching, `iss` in every response ([`authorize`]);
 //! - `/t/{tenant}/oauth/token`: authorization code and refresh token grants, refresh tokens rotated
 //!   with reuse detection ([`token`]);
-//! - `/t/{tenant}/oauth/register` (RFC 7591), `/revoke` (RFC 7009) and `/jwks`.
+//! - `/t/{tenant}/oauth/register` (RFC 7591), `/revoke` (RFC 7009) and `/jwks`;
+//! - Client ID Metadata Documents: a `client_id` that is an https URL is fetched (SSRF-hardened)
+//!   and cached instead of looked up ([`cimd`]).
 //!
 //! These endpoints are not under `/api/v1`: they speak OAuth (form bodies, OAuth error objects,
 //! HTML pages), not the admin API's problem documents. The tenant in the path is routing input,
 //! like the data plane's: it is trusted only after the client or member authenticated.
 
 mod authorize;
+mod cimd;
 mod clients;
 mod errors;
 mod keys;
@@ -23,6 +26,7 @@ mod register;
 mod revoke;
 mod token;
 
+pub use cimd::ClientDocuments;
 pub(crate) use clients::Registration;
 pub(crate) use keys::{retired_after, rotate as rotate_signing_key};
 

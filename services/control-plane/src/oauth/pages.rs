@@ -103,6 +103,10 @@ pub(crate) struct Consent<'a> {
     pub(crate) redirect_uri: &'a str,
     pub(crate) redirect_host: &'a str,
     pub(crate) loopback: bool,
+    /// For a metadata document client, the host publishing its document.
+    pub(crate) document_host: Option<&'a str>,
+    /// A metadata document client whose redirect URIs are all on loopback.
+    pub(crate) localhost_only: bool,
     pub(crate) resource: &'a str,
     pub(crate) scope: &'a str,
     /// Hidden fields replaying the authorization request.
@@ -115,17 +119,29 @@ pub(crate) fn consent(page: &Consent<'_>) -> String {
         .iter()
         .map(|(name, value)| format!("<input type=\"hidden\" name=\"{name}\" value=\"{}\">", escape(value)))
         .collect();
-    let warning = if page.loopback {
-        "<p class=\"warn\">This client receives the authorization on this computer (a local address). \
-         Only continue if you started this from an application you trust.</p>"
-    } else {
-        ""
+    let publisher = match page.document_host {
+        Some(host) => {
+            format!("<p>This client describes itself in a document published by <strong>{}</strong>.</p>", escape(host))
+        }
+        None => String::new(),
+    };
+    let warning = match (page.localhost_only, page.document_host) {
+        (true, Some(host)) => format!(
+            "<p class=\"warn\">This client only redirects to this computer (a local address), so nothing proves \
+             it is the application published by <strong>{}</strong>: any program on this computer could use that \
+             name. Only continue if you started this from an application you trust.</p>",
+            escape(host)
+        ),
+        _ if page.loopback => "<p class=\"warn\">This client receives the authorization on this computer (a local \
+             address). Only continue if you started this from an application you trust.</p>"
+            .to_owned(),
+        _ => String::new(),
     };
     let body = format!(
         "<h1>Allow access?</h1>\
          <p>Signed in to {tenant} as <strong>{member}</strong>.</p>\
          <p><strong>{client}</strong> <small>(client id <code>{client_id}</code>)</small> asks to call the MCP server\
-         <br><code>{resource}</code><br>with scope <code>{scope}</code> on your behalf.</p>\
+         <br><code>{resource}</code><br>with scope <code>{scope}</code> on your behalf.</p>{publisher}\
          <p>If you allow it, your browser will be sent to</p><p class=\"host\">{host}</p>\
          <p><small><code>{redirect}</code></small></p>{warning}\
          <form method=\"post\" action=\"{action}\">\
@@ -163,11 +179,44 @@ mod tests {
             redirect_uri: "https://evil.example/cb?\"><script>",
             redirect_host: "evil.example",
             loopback: false,
+            document_host: Some("<b>evil.example"),
+            localhost_only: true,
             resource: "http://127.0.0.1/t/acme/x/mcp",
             scope: "mcp",
             fields: &[("state", "\"><script>")],
         });
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("evil.example"));
+        assert!(!html.contains("<b>"), "{html}");
+    }
+
+    fn consent_for(loopback: bool, document_host: Option<&str>, localhost_only: bool) -> String {
+        consent(&Consent {
+            tenant_name: "Acme",
+            action: "/t/acme/oauth/authorize",
+            csrf: "c",
+            member: "ada@example.com",
+            client_name: "App",
+            client_id: "https://app.example.com/client.json",
+            redirect_uri: "http://127.0.0.1:3000/cb",
+            redirect_host: "127.0.0.1:3000",
+            loopback,
+            document_host,
+            localhost_only,
+            resource: "http://127.0.0.1/t/acme/x/mcp",
+            scope: "mcp",
+            fields: &[],
+        })
+    }
+
+    #[test]
+    fn document_clients_name_their_publisher_and_localhost_only_ones_are_flagged() {
+        let html = consent_for(true, Some("app.example.com"), true);
+        assert!(html.contains("published by <strong>app.example.com</strong>"), "{html}");
+        assert!(html.contains("nothing proves"), "{html}");
+        let html = consent_for(true, Some("app.example.com"), false);
+        assert!(!html.contains("nothing proves") && html.contains("a local"), "{html}");
+        let html = consent_for(false, None, false);
+        assert!(!html.contains("published by") && !html.contains("class=\"warn\""), "{html}");
     }
 }

@@ -58,12 +58,15 @@ pub(crate) async fn exchange(
 ) -> Result<HttpResponse, OAuthError> {
     let form: TokenForm = super::form(&req, &body).map_err(OAuthError::invalid_request)?;
     let presented = Presented::read(&req, form.client_id.as_deref(), form.client_secret.as_deref())?;
-    let mut tx = state.pool.begin().await.map_err(|e| OAuthError::unavailable(&e))?;
-    let (tenant, scope) = super::tenant(&mut tx, &path).await?;
-    let client = presented.authenticate(&mut tx, &scope).await?;
+    let mut conn = state.pool.acquire().await.map_err(|e| OAuthError::unavailable(&e))?;
+    let (tenant, scope) = super::tenant(&mut conn, &path).await?;
+    // Outside the transaction: a metadata document client may be fetched here.
+    let client = presented.authenticate(&mut conn, &scope, &state.client_documents).await?;
     if !tenant.enabled {
         return Err(OAuthError::invalid_grant("the organization is disabled"));
     }
+    drop(conn);
+    let mut tx = state.pool.begin().await.map_err(|e| OAuthError::unavailable(&e))?;
     let outcome = match form.grant_type.as_deref() {
         Some("authorization_code") => authorization_code(&mut tx, &scope, &client, &form).await?,
         Some("refresh_token") if client.refresh => refresh(&mut tx, &scope, &client, &form).await?,
