@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use berth_core::ContainerSpec;
 use bollard::container::{AttachContainerResults, LogOutput};
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder,
@@ -194,6 +194,30 @@ impl Docker {
         }
     }
 
+    /// The host port on 127.0.0.1 that Docker published the container's `key` (`<port>/tcp`) on.
+    /// Anything bound elsewhere is refused: the runtime only ever asks for loopback.
+    pub(crate) async fn published_port(&self, id: &str, key: &str) -> Result<u16> {
+        let info = self.client.inspect_container(id, None).await.map_err(Error::docker)?;
+        let bindings = info
+            .network_settings
+            .and_then(|n| n.ports)
+            .and_then(|mut ports| ports.remove(key))
+            .flatten()
+            .unwrap_or_default();
+        let mut found = None;
+        for binding in bindings {
+            match (binding.host_ip.as_deref(), binding.host_port.as_deref().map(str::parse::<u16>)) {
+                (Some("127.0.0.1"), Some(Ok(port))) => found = Some(port),
+                // Docker may add an IPv6 loopback twin; nothing else is acceptable.
+                (Some("::1"), _) => {}
+                (ip, _) => {
+                    return Err(Error::Start(format!("port {key} is published on {ip:?}, not only on 127.0.0.1")));
+                }
+            }
+        }
+        found.ok_or_else(|| Error::Start(format!("Docker published no loopback port for {key}")))
+    }
+
     /// Whether the container runs, and its exit code and OOM flag when it does not.
     pub(crate) async fn exit_state(&self, id: &str) -> Option<(i64, bool)> {
         let info = self.client.inspect_container(id, None).await.ok()?;
@@ -221,6 +245,12 @@ pub(crate) fn short(id: &str) -> &str {
 fn uuid_suffix() -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
     id.get(..8).unwrap_or(&id).to_owned()
+}
+
+/// `<port>/tcp` when the container's HTTP port is published on the host's loopback: an HTTP
+/// container whose version grants egress.
+pub(crate) fn published_port_key(spec: &ContainerSpec, stdio: bool) -> Option<String> {
+    (!stdio && spec.egress).then_some(spec.port).flatten().map(|port| format!("{port}/tcp"))
 }
 
 /// The container configuration: the version's image, command and limits, hardened.
@@ -267,6 +297,15 @@ pub(crate) fn container_body(
             ])),
         }),
         auto_remove: Some(false),
+        // An HTTP container with egress sits on the bridge anyway: its port is published on the
+        // host's loopback only (an ephemeral port), never on another interface. Without egress it
+        // has no network to publish on and is reached through its own namespace (`netns`).
+        port_bindings: published_port_key(spec, stdio).map(|key| {
+            HashMap::from([(
+                key,
+                Some(vec![PortBinding { host_ip: Some("127.0.0.1".to_owned()), host_port: Some(String::new()) }]),
+            )])
+        }),
         ..Default::default()
     };
     ContainerCreateBody {
@@ -283,6 +322,7 @@ pub(crate) fn container_body(
         stdin_once: Some(false),
         tty: Some(false),
         network_disabled: Some(!spec.egress),
+        exposed_ports: published_port_key(spec, stdio).map(|key| vec![key]),
         host_config: Some(host),
         ..Default::default()
     }
@@ -325,6 +365,24 @@ mod tests {
         let labels = body.labels.unwrap();
         assert_eq!(labels[LABEL_MANAGED], "true");
         assert_eq!(labels[LABEL_OWNER], "owner");
+    }
+
+    #[test]
+    fn only_an_http_container_with_egress_publishes_its_port_on_loopback_only() {
+        let mut http = spec();
+        http.port = Some(8000);
+        let hardened = container_body(&http, &labels(), "o", &ContainerSettings::default(), false);
+        assert_eq!(hardened.host_config.unwrap().port_bindings, None, "no network, nothing published");
+        http.egress = true;
+        let body = container_body(&http, &labels(), "o", &ContainerSettings::default(), false);
+        assert_eq!(body.exposed_ports, Some(vec!["8000/tcp".to_owned()]));
+        let bindings = body.host_config.unwrap().port_bindings.unwrap();
+        let binding = bindings["8000/tcp"].as_ref().unwrap();
+        assert_eq!(binding.len(), 1);
+        assert_eq!(binding[0].host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(binding[0].host_port.as_deref(), Some(""), "an ephemeral port");
+        let stdio = container_body(&http, &labels(), "o", &ContainerSettings::default(), true);
+        assert_eq!(stdio.host_config.unwrap().port_bindings, None, "stdio containers publish nothing");
     }
 
     #[test]

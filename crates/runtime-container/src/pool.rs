@@ -13,7 +13,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 
 use crate::bridge::{Link, lifecycle};
-use crate::docker::{Docker, Labels, short};
+use crate::docker::{Docker, Labels, published_port_key, short};
 use crate::error::{Error, Result};
 use crate::netns::NetnsRelay;
 use crate::runtime::{RuntimeInner, StartFailure, VersionKey};
@@ -44,23 +44,46 @@ pub(crate) struct StdioInstance {
     pub(crate) container: Container,
 }
 
-/// A started HTTP container and the relay into its loopback.
+/// How the runtime reaches an HTTP container's port.
+#[derive(Debug)]
+pub(crate) enum Reach {
+    /// No network (the default): a relay into the container's own loopback.
+    Relay(NetnsRelay),
+    /// Egress granted, so the container is on the bridge: its port published on 127.0.0.1.
+    Published(u16),
+}
+
+/// A started HTTP container and how to reach it.
 #[derive(Debug)]
 pub(crate) struct HttpReplica {
     pub(crate) container: Container,
-    relay: NetnsRelay,
-    uri: String,
+    pub(crate) reach: Reach,
+    /// The MCP endpoint's path, e.g. `/mcp`.
+    path: String,
     pub(crate) dead: AtomicBool,
 }
 
 impl HttpReplica {
     /// A new MCP session with this replica.
     pub(crate) async fn connect(&self, max_message_bytes: usize, call_timeout: Duration) -> Result<Link, String> {
-        let mut config = StreamableHttpClientTransportConfig::with_uri(self.uri.clone());
-        config.max_sse_event_size = max_message_bytes;
-        let socket = self.relay.path().to_string_lossy().into_owned();
-        let transport = StreamableHttpClientTransport::from_unix_socket_with_config(&socket, config);
-        Link::connect(transport, lifecycle(), Death::default(), call_timeout).await
+        match &self.reach {
+            Reach::Relay(relay) => {
+                // Origin-form: rmcp's unix-socket client sends the URI as the request target, and
+                // servers expect a path there (the Host header falls back to `localhost`).
+                let mut config = StreamableHttpClientTransportConfig::with_uri(self.path.clone());
+                config.max_sse_event_size = max_message_bytes;
+                let socket = relay.path().to_string_lossy().into_owned();
+                let transport = StreamableHttpClientTransport::from_unix_socket_with_config(&socket, config);
+                Link::connect(transport, lifecycle(), Death::default(), call_timeout).await
+            }
+            Reach::Published(port) => {
+                let uri = format!("http://127.0.0.1:{port}{}", self.path);
+                let mut config = StreamableHttpClientTransportConfig::with_uri(uri);
+                config.max_sse_event_size = max_message_bytes;
+                let transport = StreamableHttpClientTransport::from_config(config);
+                Link::connect(transport, lifecycle(), Death::default(), call_timeout).await
+            }
+        }
     }
 }
 
@@ -313,23 +336,23 @@ impl VersionPool {
             Ok(pid) => pid,
             Err(e) => return Err(self.failed(&id, e.to_string(), None).await),
         };
-        let dir = self
-            .runtime
-            .upgrade()
-            .map(|r| r.relay_dir.clone())
-            .ok_or_else(|| Error::Start("the runtime stopped".into()))?;
-        let relay = match NetnsRelay::start(pid, port, &dir, short(&id)) {
-            Ok(relay) => relay,
-            Err(e) => return Err(self.failed(&id, format!("cannot reach the container: {e}"), None).await),
+        let reach = if let Some(key) = published_port_key(&self.spec, false) {
+            match self.docker.published_port(&id, &key).await {
+                Ok(host_port) => Reach::Published(host_port),
+                Err(e) => return Err(self.failed(&id, format!("cannot reach the container: {e}"), None).await),
+            }
+        } else {
+            let dir = self
+                .runtime
+                .upgrade()
+                .map(|r| r.relay_dir.clone())
+                .ok_or_else(|| Error::Start("the runtime stopped".into()))?;
+            match NetnsRelay::start(pid, port, &dir, short(&id)) {
+                Ok(relay) => Reach::Relay(relay),
+                Err(e) => return Err(self.failed(&id, format!("cannot reach the container: {e}"), None).await),
+            }
         };
-        let replica = Arc::new(HttpReplica {
-            container,
-            relay,
-            // Origin-form: rmcp's unix-socket client sends the URI as the request target, and
-            // servers expect a path there (the Host header falls back to `localhost`).
-            uri: path,
-            dead: AtomicBool::new(false),
-        });
+        let replica = Arc::new(HttpReplica { container, reach, path, dead: AtomicBool::new(false) });
         // The server needs a moment to listen: retry the handshake until the deadline.
         let mut last = String::new();
         while Instant::now() < deadline {

@@ -269,3 +269,37 @@ async fn an_http_container_is_shared_and_reached_without_a_network() {
     drop((a, b));
     runtime.shutdown().await;
 }
+
+#[tokio::test]
+#[ignore = "needs docker: run cargo xtask test"]
+async fn an_http_container_with_egress_is_reached_on_a_port_published_on_loopback_only() {
+    let runtime = runtime(ContainerSettings::default()).await;
+    let spec: ContainerSpec = serde_json::from_value(json!({
+        "image": berth_test_support::docker::image("fastmcp"),
+        "transport": "http",
+        "port": 8000,
+        "egress": true,
+        "limits": { "memory_mb": 256, "cpus": 1.0, "pids": 64 },
+    }))
+    .unwrap();
+    assert!(spec.egress);
+    let server = runtime.server(key("fastmcp-egress"), spec).await.unwrap();
+    let session = server.session().unwrap();
+    let peer = ScriptedPeer::legacy().shared();
+    let sum = session.handle(call("add", json!({ "a": 20, "b": 22 })), peer).await.unwrap();
+    assert_eq!(text(&sum), "42");
+    let id = runtime.containers().await.unwrap()[0].clone();
+    let inspect = berth_test_support::docker::cli(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.NetworkMode}} {{range $p, $b := .HostConfig.PortBindings}}{{$p}}={{range $b}}{{.HostIp}};{{end}}{{end}}",
+        &id,
+    ]);
+    assert_eq!(inspect.trim(), "bridge 8000/tcp=127.0.0.1;", "published on the host's loopback only");
+    let published = berth_test_support::docker::cli(&["port", &id, "8000/tcp"]);
+    for line in published.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(line.starts_with("127.0.0.1:"), "bound beyond loopback: {published}");
+    }
+    drop(session);
+    runtime.shutdown().await;
+}
