@@ -302,3 +302,26 @@ async fn usage_is_reported_per_day_server_and_key_and_never_across_tenants() {
     let globex_admin = t.app.key_with("globex", &["admin"]).await;
     t.app.get(As::Key(&globex_admin), "/api/v1/tenants/acme/usage").await.assert_problem(404);
 }
+
+async fn anonymous_echo(t: &McpApp, id: i64) -> McpReply {
+    let params = json!({"name": "echo", "arguments": {"message": format!("anon {id}")}});
+    t.modern(&t.url("acme", "open"), None, json!(id), "tools/call", params, json!({})).await
+}
+
+#[actix_web::test]
+async fn anonymous_calls_to_a_public_server_are_rate_limited_and_audited() {
+    let t = McpApp::spawn().await;
+    set_plan(&t.app, "acme", json!({"requests_per_minute": 2})).await.assert_status(200);
+    assert_eq!(anonymous_echo(&t, 1).await.status, 200);
+    assert_eq!(anonymous_echo(&t, 2).await.status, 200);
+    assert_refused(&anonymous_echo(&t, 3).await, "tenant:requests_per_minute", Some(3));
+    assert_eq!(echo(&t, "globex", &t.globex, 1).await.status, 200, "another tenant is not limited");
+
+    let calls = crate::audit::audit_where(&t.app, "acme", "kind=call&server=open", |items| items.len() >= 3).await;
+    assert_eq!(calls.len(), 3, "two answered calls and the refused one: {calls:?}");
+    assert!(calls.iter().all(|e| e["principal"] == "anonymous" && e["server"] == "open"), "{calls:?}");
+    assert_eq!(calls.iter().filter(|e| e["outcome"] == "ok").count(), 2, "{calls:?}");
+    let globex = crate::audit::audit_where(&t.app, "globex", "kind=call", |items| !items.is_empty()).await;
+    assert_eq!(globex.len(), 1, "globex's own call: {globex:?}");
+    assert!(globex.iter().all(|e| e["principal"] != "anonymous"), "acme's anonymous calls stay in acme's trail");
+}
