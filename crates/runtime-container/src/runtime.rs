@@ -94,6 +94,9 @@ impl ContainerRuntime {
     /// Connects to Docker, removes the containers of Berth processes that are gone, and starts
     /// the janitor (health, warm-pool refills, idle drains, periodic reconciliation).
     pub async fn new(settings: ContainerSettings) -> Result<Self> {
+        // HTTP containers with egress are reached with rmcp's reqwest client, whose rustls has
+        // no provider of its own; a second install is a no-op error.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let docker = Docker::connect(&settings).await?;
         docker.reconcile().await?;
         let relay_dir =
