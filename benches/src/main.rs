@@ -17,6 +17,7 @@ mod b7;
 mod client;
 mod control_plane;
 mod harness;
+mod killswitch;
 mod serve;
 mod stats;
 
@@ -50,6 +51,8 @@ enum Command {
     B7(b7::Args),
     /// Control-plane read throughput vs `/healthz` on the same server.
     ControlPlane(control_plane::Args),
+    /// Kill-switch propagation across two `berth data-plane` processes.
+    Killswitch(killswitch::Args),
     /// Runs one server (used by the benchmarks themselves).
     #[command(hide = true)]
     Serve(serve::Args),
@@ -60,6 +63,8 @@ fn main() -> anyhow::Result<()> {
     if let Command::Serve(args) = &cli.command {
         return serve::run(args);
     }
+    // reqwest's rustls has no crypto provider of its own in this workspace.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let machine = harness::machine();
     let pinning = Pinning::apply(!cli.no_pin);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -73,6 +78,7 @@ fn main() -> anyhow::Result<()> {
             Command::B6(args) => b6::run(&args, &pinning, &header).await,
             Command::B7(args) => b7::run(&args, &pinning, &header).await,
             Command::ControlPlane(args) => control_plane::run(&args, &pinning, &header).await,
+            Command::Killswitch(args) => killswitch::run(&args, &pinning, &header).await,
             Command::Serve(_) => Ok(()),
         }
     })
