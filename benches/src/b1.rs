@@ -1,15 +1,21 @@
-//! B1: `tools/call` of a trivial echo tool through Berth (fixture backend, API-key auth) against
-//! (b) the same tool on an rmcp server directly and (a) a raw actix-web JSON echo.
+//! B1: `tools/call` of a trivial echo tool through Berth (API-key auth, quota and audit on)
+//! against (b) the same tool on an rmcp server directly and (a) a raw actix-web JSON echo.
+//! Berth runs twice: with the real WASM runtime serving the classic example's `echo` component
+//! (the target's definition) and with the native fixture backend's `echo` (no WASM).
 //!
 //! Sessions are opened with rmcp's client before any timing; each cell then times N calls per
-//! session at 1 and at 32 concurrent sessions. Rounds interleave the targets (Berth, rmcp,
-//! actix, Berth, ...); reported figures are medians over rounds, ratios are taken per round.
+//! session at 1 and at 32 concurrent sessions. Rounds interleave the targets (Berth WASM, Berth
+//! fixture, rmcp, actix, Berth WASM, ...); reported figures are medians over rounds, ratios are
+//! taken per round.
 
 use std::time::Instant;
 
 use futures::future::join_all;
 
-use crate::client::{Captured, LEGACY, Raw, berth_endpoint, echo_body, message, rmcp_connect_captured, rmcp_echo};
+use crate::client::{
+    BerthEndpoint, Captured, LEGACY, Raw, berth_accounting, berth_endpoint_with, echo_body, message,
+    rmcp_connect_captured, rmcp_echo,
+};
 use crate::harness::{Pinning, QUIET_CORES, QUIET_PATIENCE, Server, wait_quiet};
 use crate::stats::{Cell, Latencies, Table, f1, f2, int, median, median_cell, verdict};
 
@@ -31,6 +37,20 @@ pub(crate) struct Args {
     /// rmcp's client opened (a lighter load generator).
     #[arg(long, value_enum, default_value_t = Via::Rmcp)]
     calls_via: Via,
+    /// Which Berth backends to run: the WASM runtime, the native fixture, or both.
+    #[arg(long, value_enum, default_value_t = Backends::Both)]
+    backend: Backends,
+}
+
+/// Which Berth backends B1 runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Backends {
+    /// The real WASM runtime with the classic example's `echo` component, and the fixture.
+    Both,
+    /// The real WASM runtime only.
+    Wasm,
+    /// The native fixture backend only.
+    Fixture,
 }
 
 /// What sends the timed MCP calls.
@@ -44,28 +64,39 @@ pub(crate) enum Via {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
+    BerthWasm,
     Berth,
     Rmcp,
     Actix,
 }
 
 impl Target {
-    const ALL: [Target; 3] = [Target::Berth, Target::Rmcp, Target::Actix];
-
     fn name(self) -> &'static str {
         match self {
-            Target::Berth => "Berth (fixture echo, API key)",
+            Target::BerthWasm => "Berth (WASM echo, API key, quota, audit)",
+            Target::Berth => "Berth (fixture echo, API key, quota, audit)",
             Target::Rmcp => "(b) rmcp 3.9.0 direct",
             Target::Actix => "(a) actix-web raw echo",
+        }
+    }
+
+    fn short(self) -> &'static str {
+        match self {
+            Target::BerthWasm => "Berth WASM",
+            Target::Berth => "Berth fixture",
+            Target::Rmcp => "rmcp",
+            Target::Actix => "actix",
         }
     }
 }
 
 struct Targets {
-    berth: Server,
+    berth_wasm: Option<Server>,
+    berth: Option<Server>,
     rmcp: Server,
     actix: Server,
     via: Via,
+    berth_wasm_sessions: Vec<(Captured, Raw)>,
     berth_sessions: Vec<(Captured, Raw)>,
     rmcp_sessions: Vec<(Captured, Raw)>,
     echo_clients: Vec<reqwest::Client>,
@@ -75,11 +106,24 @@ struct Targets {
 impl Targets {
     fn server(&self, target: Target) -> &Server {
         match target {
-            Target::Berth => &self.berth,
+            Target::BerthWasm => self.berth_wasm.as_ref().expect("the WASM Berth runs"),
+            Target::Berth => self.berth.as_ref().expect("the fixture Berth runs"),
             Target::Rmcp => &self.rmcp,
             Target::Actix => &self.actix,
         }
     }
+}
+
+/// Opens `n` rmcp-client sessions on a Berth endpoint.
+async fn berth_sessions(endpoint: &BerthEndpoint, n: usize) -> anyhow::Result<Vec<(Captured, Raw)>> {
+    let mut sessions = Vec::with_capacity(n);
+    for _ in 0..n {
+        let berth = rmcp_connect_captured(&endpoint.url, Some(&endpoint.key)).await?;
+        let raw =
+            Raw::new(&endpoint.url, Some(&endpoint.key)).with_version(berth.seen.version.as_deref().unwrap_or(LEGACY));
+        sessions.push((berth, raw));
+    }
+    Ok(sessions)
 }
 
 async fn echo_raw(client: &reqwest::Client, url: &str, n: usize) -> anyhow::Result<()> {
@@ -93,6 +137,7 @@ async fn echo_raw(client: &reqwest::Client, url: &str, n: usize) -> anyhow::Resu
 
 async fn one_call(targets: &Targets, target: Target, session: usize, n: usize) -> anyhow::Result<()> {
     let mcp = match target {
+        Target::BerthWasm => &targets.berth_wasm_sessions[session],
         Target::Berth => &targets.berth_sessions[session],
         Target::Rmcp => &targets.rmcp_sessions[session],
         Target::Actix => return echo_raw(&targets.echo_clients[session], &targets.echo_url, n).await,
@@ -146,49 +191,93 @@ async fn cell(targets: &Targets, target: Target, sessions: usize, calls: usize, 
 
 pub(crate) async fn run(args: &Args, pinning: &Pinning, header: &str) -> anyhow::Result<()> {
     let admin_token = format!("berth_admin_bench_{}", uuid::Uuid::new_v4().simple());
-    eprintln!("B1: starting servers (Berth starts a private PostgreSQL cluster)...");
-    let berth = Server::spawn("b1-berth", &["berth".into(), "--admin-token".into(), admin_token.clone()], pinning)?;
+    let with_wasm = args.backend != Backends::Fixture;
+    let with_fixture = args.backend != Backends::Wasm;
+    let component = if with_wasm {
+        eprintln!("B1: building the WebAssembly examples (wasm32-wasip2) for the classic `echo` component...");
+        let path = berth_test_support::guests::guest("berth_example_classic");
+        Some(std::fs::read(&path)?)
+    } else {
+        None
+    };
+    eprintln!("B1: starting servers (each Berth starts a private PostgreSQL cluster)...");
+    let serve_berth = |kind: &str, name: &str| {
+        Server::spawn(name, &[kind.into(), "--admin-token".into(), admin_token.clone()], pinning)
+    };
+    let berth_wasm = if with_wasm { Some(serve_berth("berth-wasm", "b1-berth-wasm")?) } else { None };
+    let berth = if with_fixture { Some(serve_berth("berth", "b1-berth")?) } else { None };
     let rmcp = Server::spawn("b1-rmcp", &["rmcp".into()], pinning)?;
     let actix = Server::spawn("b1-echo", &["echo".into()], pinning)?;
-    let endpoint = berth_endpoint(&berth.base(), &admin_token).await?;
     let sessions = args.sessions.max(1);
-    eprintln!("B1: opening {sessions} sessions per MCP target with rmcp's client...");
-    let mut berth_sessions = Vec::new();
-    let mut rmcp_sessions = Vec::new();
+    eprintln!("B1: setting up tenants and opening {sessions} sessions per MCP target with rmcp's client...");
+    let mut berth_wasm_sessions = Vec::new();
+    if let Some(server) = &berth_wasm {
+        let endpoint = berth_endpoint_with(&server.base(), &admin_token, component.clone()).await?;
+        berth_wasm_sessions = berth_sessions(&endpoint, sessions).await?;
+    }
+    let mut fixture_sessions = Vec::new();
+    if let Some(server) = &berth {
+        let endpoint = berth_endpoint_with(&server.base(), &admin_token, None).await?;
+        fixture_sessions = berth_sessions(&endpoint, sessions).await?;
+    }
     let rmcp_url = format!("{}/mcp", rmcp.base());
+    let mut rmcp_sessions = Vec::new();
     for _ in 0..sessions {
-        let berth = rmcp_connect_captured(&endpoint.url, Some(&endpoint.key)).await?;
-        let raw =
-            Raw::new(&endpoint.url, Some(&endpoint.key)).with_version(berth.seen.version.as_deref().unwrap_or(LEGACY));
-        berth_sessions.push((berth, raw));
         let rmcp = rmcp_connect_captured(&rmcp_url, None).await?;
         let raw = Raw::new(&rmcp_url, None).with_version(rmcp.seen.version.as_deref().unwrap_or(LEGACY));
         rmcp_sessions.push((rmcp, raw));
     }
-    let version = berth_sessions.first().and_then(|s| s.0.seen.version.clone()).unwrap_or_default();
+    let version = berth_wasm_sessions
+        .first()
+        .or(fixture_sessions.first())
+        .and_then(|s| s.0.seen.version.clone())
+        .unwrap_or_default();
     let echo_clients = (0..sessions).map(|_| reqwest::Client::new()).collect();
     let echo_url = format!("{}/echo", actix.base());
-    let targets =
-        Targets { berth, rmcp, actix, via: args.calls_via, berth_sessions, rmcp_sessions, echo_clients, echo_url };
+    let targets = Targets {
+        berth_wasm,
+        berth,
+        rmcp,
+        actix,
+        via: args.calls_via,
+        berth_wasm_sessions,
+        berth_sessions: fixture_sessions,
+        rmcp_sessions,
+        echo_clients,
+        echo_url,
+    };
+    let list: Vec<Target> = [
+        with_wasm.then_some(Target::BerthWasm),
+        with_fixture.then_some(Target::Berth),
+        Some(Target::Rmcp),
+        Some(Target::Actix),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let index = |t: Target| list.iter().position(|&x| x == t);
+    let (ri, ai) = (index(Target::Rmcp).unwrap_or_default(), index(Target::Actix).unwrap_or_default());
 
     let mut seq = 0;
     eprintln!("B1: warming up...");
-    for target in Target::ALL {
+    for &target in &list {
         let _ = cell(&targets, target, 1, 300, &mut seq).await;
         let _ = cell(&targets, target, sessions, 5, &mut seq).await;
     }
     let concurrency = [(1, args.calls_single), (sessions, args.calls_many)];
     // results[target][conc] = one cell per round
-    let mut results = vec![vec![Vec::new(); concurrency.len()]; Target::ALL.len()];
+    let mut results = vec![vec![Vec::new(); concurrency.len()]; list.len()];
     let mut noisy = 0;
+    let mut loads = Vec::new();
     for round in 0..args.rounds.max(1) {
         let (busy, _) = wait_quiet(QUIET_CORES, QUIET_PATIENCE).await;
         noisy += usize::from(busy >= QUIET_CORES);
+        loads.push(loadavg());
         for (ci, &(conc, calls)) in concurrency.iter().enumerate() {
-            for (ti, &target) in Target::ALL.iter().enumerate() {
+            for (ti, &target) in list.iter().enumerate() {
                 let c = cell(&targets, target, conc, calls, &mut seq).await;
                 eprintln!(
-                    "  round {}/{} {:<30} sessions={conc:<3} {:>9} req/s  p50 {:>7} µs  p99 {:>7} µs  server {:.2} cores",
+                    "  round {}/{} {:<44} sessions={conc:<3} {:>9} req/s  p50 {:>7} µs  p99 {:>7} µs  server {:.2} cores",
                     round + 1,
                     args.rounds,
                     target.name(),
@@ -212,7 +301,7 @@ pub(crate) async fn run(args: &Args, pinning: &Pinning, header: &str) -> anyhow:
         "server CPU µs/call",
         "errors",
     ]);
-    for (ti, target) in Target::ALL.iter().enumerate() {
+    for (ti, target) in list.iter().enumerate() {
         for (ci, &(conc, _)) in concurrency.iter().enumerate() {
             let m = median_cell(&results[ti][ci]);
             table.row(vec![
@@ -227,13 +316,15 @@ pub(crate) async fn run(args: &Args, pinning: &Pinning, header: &str) -> anyhow:
             ]);
         }
     }
-    // Per-round ratios, then their median.
-    let per_round = |ci: usize, f: &dyn Fn(&Cell, &Cell, &Cell) -> f64| -> f64 {
-        let values: Vec<f64> =
-            (0..results[0][ci].len()).map(|r| f(&results[0][ci][r], &results[1][ci][r], &results[2][ci][r])).collect();
+    // Per-round figures of target `bi` against the others, then their median.
+    let per_round = |ci: usize, bi: usize, f: &dyn Fn(&Cell, &Cell, &Cell) -> f64| -> f64 {
+        let values: Vec<f64> = (0..results[bi][ci].len())
+            .map(|r| f(&results[bi][ci][r], &results[ri][ci][r], &results[ai][ci][r]))
+            .collect();
         median(&values)
     };
     let mut ratios = Table::new(&[
+        "Berth backend",
         "sessions",
         "Berth ÷ (b) req/s",
         "Berth ÷ (a) req/s",
@@ -241,38 +332,73 @@ pub(crate) async fn run(args: &Args, pinning: &Pinning, header: &str) -> anyhow:
         "added p99 over (b), µs",
         "Berth ÷ (b) CPU µs/call",
     ]);
-    let mut figures = Vec::new();
-    for (ci, &(conc, _)) in concurrency.iter().enumerate() {
-        let vs_b = per_round(ci, &|b, r, _| b.rate / r.rate);
-        let vs_a = per_round(ci, &|b, _, a| b.rate / a.rate);
-        let added50 = per_round(ci, &|b, r, _| b.p50 - r.p50);
-        let added99 = per_round(ci, &|b, r, _| b.p99 - r.p99);
-        let cpu = per_round(ci, &|b, r, _| b.cpu_per_op / r.cpu_per_op);
-        ratios.row(vec![conc.to_string(), f2(vs_b), f2(vs_a), f1(added50), f1(added99), f2(cpu)]);
-        figures.push((vs_b, vs_a, added50));
+    let mut targets_table = Table::new(&["Berth backend", "target (perf-targets.md B1)", "measured", "verdict"]);
+    for (bi, &b) in list.iter().enumerate().filter(|(_, t)| matches!(t, Target::BerthWasm | Target::Berth)) {
+        let mut figures = Vec::new();
+        for (ci, &(conc, _)) in concurrency.iter().enumerate() {
+            let vs_b = per_round(ci, bi, &|b, r, _| b.rate / r.rate);
+            let vs_a = per_round(ci, bi, &|b, _, a| b.rate / a.rate);
+            let added50 = per_round(ci, bi, &|b, r, _| b.p50 - r.p50);
+            let added99 = per_round(ci, bi, &|b, r, _| b.p99 - r.p99);
+            let cpu = per_round(ci, bi, &|b, r, _| b.cpu_per_op / r.cpu_per_op);
+            ratios.row(vec![b.short().into(), conc.to_string(), f2(vs_b), f2(vs_a), f1(added50), f1(added99), f2(cpu)]);
+            figures.push((vs_b, vs_a, added50));
+        }
+        let (b1_vs_b, b1_vs_a, added) = figures[0];
+        let (bn_vs_b, bn_vs_a, _) = figures[1];
+        let name = b.short().to_owned();
+        targets_table.row(vec![
+            name.clone(),
+            "added p50 ≤ 100 µs over (b), 1 session".into(),
+            format!("{} µs", f1(added)),
+            verdict(added <= 100.0).into(),
+        ]);
+        targets_table.row(vec![
+            name.clone(),
+            "throughput ≥ 0.5 × (b) at 1 session".into(),
+            f2(b1_vs_b),
+            verdict(b1_vs_b >= 0.5).into(),
+        ]);
+        targets_table.row(vec![
+            name.clone(),
+            format!("throughput ≥ 0.4 × (b) at {sessions} sessions"),
+            f2(bn_vs_b),
+            verdict(bn_vs_b >= 0.4).into(),
+        ]);
+        targets_table.row(vec![
+            name,
+            "throughput ≥ 0.25 × (a)".into(),
+            format!("{} (1) / {} ({sessions})", f2(b1_vs_a), f2(bn_vs_a)),
+            verdict(b1_vs_a >= 0.25 && bn_vs_a >= 0.25).into(),
+        ]);
     }
-    let (b1_vs_b, b1_vs_a, added) = figures[0];
-    let (bn_vs_b, bn_vs_a, _) = figures[1];
-    let mut targets_table = Table::new(&["target (perf-targets.md B1)", "measured", "verdict"]);
-    targets_table.row(vec![
-        "added p50 ≤ 100 µs over (b), 1 session".into(),
-        format!("{} µs", f1(added)),
-        verdict(added <= 100.0).into(),
-    ]);
-    targets_table.row(vec!["throughput ≥ 0.5 × (b) at 1 session".into(), f2(b1_vs_b), verdict(b1_vs_b >= 0.5).into()]);
-    targets_table.row(vec![
-        format!("throughput ≥ 0.4 × (b) at {sessions} sessions"),
-        f2(bn_vs_b),
-        verdict(bn_vs_b >= 0.4).into(),
-    ]);
-    targets_table.row(vec![
-        "throughput ≥ 0.25 × (a)".into(),
-        format!("{} (1) / {} ({sessions})", f2(b1_vs_a), f2(bn_vs_a)),
-        verdict(b1_vs_a >= 0.25 && bn_vs_a >= 0.25).into(),
-    ]);
+    // B4's end-to-end figure: what the WASM runtime adds to a whole call over the fixture, both
+    // through Berth's HTTP path in the same run.
+    let mut b4 = None;
+    if let (Some(wi), Some(fi)) = (index(Target::BerthWasm), index(Target::Berth)) {
+        let added = |ci: usize, pick: &dyn Fn(&Cell) -> f64| {
+            let values: Vec<f64> =
+                (0..results[wi][ci].len()).map(|r| pick(&results[wi][ci][r]) - pick(&results[fi][ci][r])).collect();
+            median(&values)
+        };
+        b4 = Some((added(0, &|c| c.p50), added(0, &|c| c.p99), added(1, &|c| c.p50)));
+    }
 
-    println!("\nB1 tools/call: Berth vs (b) rmcp direct vs (a) actix-web echo");
+    // Usage deltas reach the database every second; let the last ones land.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let mut accounting = Vec::new();
+    for target in [Target::BerthWasm, Target::Berth] {
+        if index(target).is_some() {
+            let line = berth_accounting(&targets.server(target).base(), &admin_token)
+                .await
+                .unwrap_or_else(|e| format!("cannot read: {e:#}"));
+            accounting.push(format!("{}: {line}", target.short()));
+        }
+    }
+
+    println!("\nB1 tools/call: Berth (WASM and fixture backends) vs (b) rmcp direct vs (a) actix-web echo");
     println!("{header}");
+    println!("load average at the start of each round: {}", loads.join(" | "));
     println!(
         "rounds: {} (medians), calls/session: {} at 1 session, {} at {sessions}; sessions opened by rmcp's client (protocol {version}); timed MCP calls sent by {}; request body {} B for (a)",
         args.rounds,
@@ -286,13 +412,25 @@ pub(crate) async fn run(args: &Args, pinning: &Pinning, header: &str) -> anyhow:
     );
     println!("rounds started on a busy machine (other jobs ≥ {QUIET_CORES} cores): {noisy}");
     println!("\n{}\n\n{}\n\n{}", table.render(), ratios.render(), targets_table.render());
-    println!(
-        "\nB1 summary: Berth ÷ rmcp req/s {} (1 session) / {} ({sessions}); Berth ÷ actix {} / {}; added p50 over rmcp {} µs.",
-        f2(b1_vs_b),
-        f2(bn_vs_b),
-        f2(b1_vs_a),
-        f2(bn_vs_a),
-        f1(added)
-    );
+    if let Some((p50, p99, many)) = b4 {
+        println!(
+            "\nB4 end to end: Berth WASM − Berth fixture (medians of per-round differences): p50 {} µs, p99 {} µs at 1 session; p50 {} µs at {sessions} sessions; target whole call within +30 µs (p50, 1 session): {}",
+            f1(p50),
+            f1(p99),
+            f1(many),
+            verdict(p50 <= 30.0)
+        );
+    }
+    println!("\nquota and audit after the run (the tenant has a plan with every quota set high):");
+    for line in &accounting {
+        println!("  {line}");
+    }
     Ok(())
+}
+
+/// `/proc/loadavg`'s three figures.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }

@@ -362,11 +362,20 @@ impl Admin {
     /// Creates a `wasm` server; with `publish`, also publishes (and activates) a minimal
     /// component as its first version.
     pub(crate) async fn server(&self, tenant: &str, slug: &str, publish: bool) -> anyhow::Result<()> {
-        let body = json!({"slug": slug, "name": format!("Server {slug}"), "kind": "wasm"});
-        self.post_json(&format!("/api/v1/tenants/{tenant}/servers"), &body).await?;
-        if publish {
+        let component = publish.then(|| {
             let mut component = b"\0asm\x0d\0\x01\0".to_vec();
             component.extend(std::iter::repeat_n(7u8, 32));
+            component
+        });
+        self.server_with(tenant, slug, component).await
+    }
+
+    /// Creates a `wasm` server and, when given, publishes (and activates) `component` as its
+    /// first version.
+    pub(crate) async fn server_with(&self, tenant: &str, slug: &str, component: Option<Vec<u8>>) -> anyhow::Result<()> {
+        let body = json!({"slug": slug, "name": format!("Server {slug}"), "kind": "wasm"});
+        self.post_json(&format!("/api/v1/tenants/{tenant}/servers"), &body).await?;
+        if let Some(component) = component {
             self.post(
                 &format!("/api/v1/tenants/{tenant}/servers/{slug}/versions"),
                 component.into(),
@@ -375,6 +384,30 @@ impl Admin {
             .await?;
         }
         Ok(())
+    }
+
+    /// Sets the tenant's plan (`PUT /tenants/{tenant}/quotas`).
+    pub(crate) async fn quotas(&self, tenant: &str, plan: &Value) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .put(format!("{}/api/v1/tenants/{tenant}/quotas", self.base))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(plan.to_string())
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        ensure!(status == 200, "PUT quotas answered {status}: {}", response.text().await.unwrap_or_default());
+        Ok(())
+    }
+
+    /// `GET {path}` as JSON.
+    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let response = self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        ensure!(status == 200, "GET {path} answered {status}: {text}");
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// Creates an API key with `scopes`; returns its secret.
@@ -394,11 +427,60 @@ pub(crate) struct BerthEndpoint {
     pub(crate) key: String,
 }
 
-/// Sets up tenant `bench`, server `echo` (published) and an `mcp` key on a Berth server.
+/// A plan with every quota set, far above what a benchmark uses, so the quota path (token
+/// buckets, the monthly ledger, the session count) runs on every request without refusing any.
+pub(crate) fn high_plan() -> Value {
+    json!({
+        "requests_per_minute": 1_000_000_000u32,
+        "tool_calls_per_month": 1_000_000_000_000u64,
+        "max_sessions": 1_000_000u32,
+        "wasm_cpu_ms_per_month": 1_000_000_000_000u64,
+        "max_containers": 1_000u32,
+    })
+}
+
+/// Sets up tenant `bench` with [`high_plan`], server `echo` (published with a minimal
+/// header-only component, enough for the fixture backend) and an `mcp` key on a Berth server.
 pub(crate) async fn berth_endpoint(base: &str, admin_token: &str) -> anyhow::Result<BerthEndpoint> {
+    berth_endpoint_with(base, admin_token, None).await
+}
+
+/// [`berth_endpoint`] publishing `component` when given (the WASM backend needs a real one).
+pub(crate) async fn berth_endpoint_with(
+    base: &str,
+    admin_token: &str,
+    component: Option<Vec<u8>>,
+) -> anyhow::Result<BerthEndpoint> {
     let admin = Admin::new(base, admin_token);
     admin.tenant("bench").await?;
-    admin.server("bench", "echo", true).await?;
+    admin.quotas("bench", &high_plan()).await?;
+    match component {
+        Some(component) => admin.server_with("bench", "echo", Some(component)).await?,
+        None => admin.server("bench", "echo", true).await?,
+    }
     let key = admin.key("bench", &["mcp"]).await?;
+    // Plan changes reach the data plane by NOTIFY within a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     Ok(BerthEndpoint { url: format!("{base}/t/bench/echo/mcp"), key })
+}
+
+/// What the `bench` tenant's audit trail and usage hold: the newest audit sequence number (the
+/// number of events in its chain), the number of `tools/call` events, and the usage totals.
+pub(crate) async fn berth_accounting(base: &str, admin_token: &str) -> anyhow::Result<String> {
+    let admin = Admin::new(base, admin_token);
+    let first_seq = |v: &Value| {
+        v.as_object()
+            .and_then(|o| o.values().find_map(Value::as_array))
+            .and_then(|items| items.first())
+            .and_then(|e| e["seq"].as_i64())
+    };
+    let newest = admin.get("/api/v1/tenants/bench/audit?limit=1").await?;
+    let calls = admin.get("/api/v1/tenants/bench/audit?limit=1&method=tools/call").await?;
+    let usage = admin.get("/api/v1/tenants/bench/usage").await?;
+    Ok(format!(
+        "audit chain head seq {:?} (newest tools/call event seq {:?}); usage totals {}",
+        first_seq(&newest),
+        first_seq(&calls),
+        usage.get("totals").unwrap_or(&Value::Null)
+    ))
 }

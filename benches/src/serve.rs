@@ -10,6 +10,8 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use berth::settings::{LogFormat, Settings};
 use berth::startup::{Application, Planes, Wiring};
+use berth_core::backend::{BackendResolver, ComponentValidator};
+use berth_data_plane::{Runtimes, WasmValidator};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, ServerCapabilities, ServerConfig};
@@ -23,6 +25,9 @@ use secrecy::SecretString;
 pub(crate) enum Kind {
     /// Berth (both planes) over a private PostgreSQL cluster, fixture backend.
     Berth,
+    /// Berth (both planes) over a private PostgreSQL cluster with the production WASM runtime
+    /// resolver and validator (`berth up`'s, without containers).
+    BerthWasm,
     /// A raw actix-web JSON echo endpoint, `POST /echo`.
     Echo,
     /// An rmcp 3.9.0 Streamable HTTP server with one `echo` tool, at `/mcp`.
@@ -50,7 +55,8 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     match args.kind {
-        Kind::Berth => berth(args),
+        Kind::Berth => berth(args, false),
+        Kind::BerthWasm => berth(args, true),
         Kind::Echo => echo(args),
         Kind::Rmcp => rmcp_server(args),
     }
@@ -62,9 +68,10 @@ fn ready(port: u16) {
     let _ = out.flush();
 }
 
-/// Berth as `berth up` runs it (production logging defaults: `info`, JSON on stderr), with the
-/// fixture backend standing in for the WASM runtime.
-fn berth(args: &Args) -> anyhow::Result<()> {
+/// Berth as `berth up` runs it (production logging defaults: `info`, JSON on stderr; audit
+/// writer and quotas on), with the real WASM runtime (`wasm`) or the fixture backend standing in
+/// for it.
+fn berth(args: &Args, wasm: bool) -> anyhow::Result<()> {
     let _telemetry = berth::telemetry::init("info", LogFormat::Json, std::io::stderr)?;
     let settings = Settings {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -72,7 +79,7 @@ fn berth(args: &Args) -> anyhow::Result<()> {
         admin_token: None,
         database_url: None,
         database_max_connections: 16,
-        data_dir: std::env::temp_dir(),
+        data_dir: std::env::temp_dir().join(format!("berth-bench-data-{}", uuid::Uuid::new_v4().simple())),
         max_upload_bytes: 32 * 1024 * 1024,
         max_json_bytes: 1024 * 1024,
         log: "info".into(),
@@ -99,12 +106,23 @@ fn berth(args: &Args) -> anyhow::Result<()> {
         let pool = berth_storage::connect_with(db.options.clone(), settings.database_max_connections)
             .await
             .context("cannot connect to the bench database")?;
+        let secret_key = format!("bench-secret-{}", uuid::Uuid::new_v4().simple());
+        let (resolver, validator): (Arc<dyn BackendResolver>, Arc<dyn ComponentValidator>) = if wasm {
+            // As `berth up` wires it (`services/berth/src/main.rs`), minus the container runtime.
+            let runtime = berth::startup::wasm_runtime(&settings)?;
+            (
+                Arc::new(Runtimes::new(pool.clone(), runtime.clone()).with_secret(secret_key.as_bytes())),
+                Arc::new(WasmValidator(runtime)),
+            )
+        } else {
+            (Arc::new(berth_test_support::fixture::FixtureResolver::new()), Arc::new(berth_core::backend::HeaderOnly))
+        };
         let wiring = Wiring {
             pool,
             admin_token: SecretString::from(admin_token),
-            secret_key: SecretString::from(format!("bench-secret-{}", uuid::Uuid::new_v4().simple())),
-            resolver: Arc::new(berth_test_support::fixture::FixtureResolver::new()),
-            validator: Arc::new(berth_core::backend::HeaderOnly),
+            secret_key: SecretString::from(secret_key),
+            resolver,
+            validator,
         };
         let app = Application::build(&settings, wiring, Planes::Both)?;
         ready(app.port());
