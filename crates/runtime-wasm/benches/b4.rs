@@ -26,7 +26,7 @@ use berth_runtime_wasm::{ServerSpec, WasmRuntime, WasmSettings};
 use berth_test_support::fixture::{FixtureBackend, ScriptedPeer};
 use serde_json::json;
 use wasmtime::component::{Component, InstancePre, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, Module, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 const CALLS: usize = 5_000;
@@ -103,29 +103,13 @@ async fn whole_call(bytes: &[u8]) {
     );
 }
 
-/// Berth's engine flags (`crates/runtime-wasm/src/engine.rs`, default `WasmSettings`), with the
-/// pooling allocator or wasmtime's on-demand one, and epoch interruption on or off.
+/// Berth's engine configuration (`berth_runtime_wasm::engine_config`, default `WasmSettings`),
+/// or the same with wasmtime's on-demand allocator, and epoch interruption on or off.
 fn berth_config(pooling: bool, epoch: bool) -> Config {
-    let settings = WasmSettings::default();
-    let slots = settings.max_instances.max(1);
-    let mut config = Config::new();
-    config
-        .wasm_component_model(true)
-        .epoch_interruption(epoch)
-        .max_wasm_stack(512 * 1024)
-        .async_stack_size(512 * 1024 + 1024 * 1024);
-    if pooling {
-        let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(slots)
-            .total_core_instances(slots * 32)
-            .total_memories(slots * 2)
-            .total_tables(slots * 16)
-            .total_stacks(slots)
-            .max_core_instances_per_component(32)
-            .max_memories_per_component(2)
-            .max_tables_per_component(16)
-            .max_memory_size(settings.max_memory_bytes);
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    let mut config = berth_runtime_wasm::engine_config(&WasmSettings::default());
+    config.epoch_interruption(epoch);
+    if !pooling {
+        config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
     }
     config
 }

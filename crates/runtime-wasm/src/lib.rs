@@ -32,6 +32,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use engine::engine_config;
 pub use error::{Error, Result};
 pub use runtime::{LoadedComponent, WasmRuntime};
 pub use server::WasmServer;
