@@ -166,11 +166,14 @@ impl ConfigListener {
             .idle_timeout(None)
             .max_lifetime(None)
             .connect_lazy_with(options);
-        let mut inner = PgListener::connect_with(&own).await?;
+        // Owned by `Self` before the next await, so a drop while `LISTEN` is in flight (the task
+        // cancelled by a runtime shutting down) goes through `Drop` above too.
+        let mut this = Self { inner: Some(PgListener::connect_with(&own).await?) };
+        let inner = this.inner()?;
         inner.ignore_pool_close_event(true);
         inner.eager_reconnect(false);
         inner.listen(CHANNEL).await?;
-        Ok(Self { inner: Some(inner) })
+        Ok(this)
     }
 
     fn inner(&mut self) -> Result<&mut PgListener> {
