@@ -33,9 +33,13 @@ impl Drop for NetnsRelay {
     }
 }
 
-/// The directory for relay sockets: `$TMPDIR/berth-relays-<pid>`, mode 0700.
+/// The directory for one runtime's relay sockets: `$TMPDIR/berth-relays-<pid>-<n>`, mode 0700.
+/// Each runtime gets its own (`n` counts the runtimes of this process), so one runtime removing
+/// its directory at shutdown never pulls it from under another one's relays.
 pub(crate) fn socket_dir() -> std::io::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("berth-relays-{}", std::process::id()));
+    static RUNTIMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = RUNTIMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("berth-relays-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
     Ok(dir)
@@ -97,5 +101,22 @@ impl NetnsRelay {
     /// The socket path.
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_runtime_gets_its_own_socket_directory() {
+        let (a, b) = (socket_dir().unwrap(), socket_dir().unwrap());
+        assert_ne!(a, b);
+        // One runtime removing its (empty) directory at shutdown leaves the other's in place.
+        std::fs::remove_dir(&a).unwrap();
+        assert!(b.is_dir());
+        let mode = std::fs::metadata(&b).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        std::fs::remove_dir(&b).unwrap();
     }
 }
