@@ -3,7 +3,9 @@
 //! Producers call [`Auditor::record`], which never blocks and never waits for I/O in the common
 //! case: the event goes into a bounded channel ([`WriterSettings::capacity`]). One [`Writer`]
 //! task per process takes up to [`WriterSettings::batch_max`] events or whatever arrived within
-//! [`WriterSettings::batch_wait`] and hands the batch to the [`AuditSink`].
+//! [`WriterSettings::batch_wait`] and hands the batch to the [`AuditSink`]. While a batch fills,
+//! the writer sleeps instead of waiting on the channel, so recording an event wakes no other
+//! thread; a producer wakes it early only when a full batch (or a flush) is waiting.
 //!
 //! - **Sink down.** The batch is appended to the [`Spool`] and synced; the writer is then
 //!   *degraded*: further batches go straight to the spool, and every
@@ -22,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::event::AuditEvent;
@@ -81,6 +83,10 @@ enum Msg {
 
 struct Shared {
     tx: mpsc::Sender<Msg>,
+    /// Wakes a writer filling a batch: a full batch is queued, or a flush is waiting.
+    wake: Arc<Notify>,
+    /// Queued events that make a full batch.
+    batch_max: usize,
     spool: Option<Arc<Spool>>,
     /// A producer spooled an event: the writer must replay.
     overflowed: AtomicBool,
@@ -111,13 +117,16 @@ impl Auditor {
             None => None,
         };
         let (tx, rx) = mpsc::channel(settings.capacity.max(1));
+        let wake = Arc::new(Notify::new());
         let shared = Arc::new(Shared {
             tx,
+            wake: wake.clone(),
+            batch_max: settings.batch_max.max(1),
             spool: spool.clone(),
             overflowed: AtomicBool::new(false),
             node: settings.node.clone(),
         });
-        let writer = Writer { rx, sink, spool, settings, shared: Arc::downgrade(&shared) };
+        let writer = Writer { rx, wake, sink, spool, settings, shared: Arc::downgrade(&shared) };
         Ok((Auditor { shared }, writer))
     }
 
@@ -125,7 +134,14 @@ impl Auditor {
     pub fn disabled() -> Auditor {
         let (tx, _rx) = mpsc::channel(1);
         Auditor {
-            shared: Arc::new(Shared { tx, spool: None, overflowed: AtomicBool::new(false), node: String::new() }),
+            shared: Arc::new(Shared {
+                tx,
+                wake: Arc::new(Notify::new()),
+                batch_max: 1,
+                spool: None,
+                overflowed: AtomicBool::new(false),
+                node: String::new(),
+            }),
         }
     }
 
@@ -139,8 +155,13 @@ impl Auditor {
         if event.node.is_empty() {
             event.node.clone_from(&self.shared.node);
         }
-        match self.shared.tx.try_send(Msg::Event(Box::new(event))) {
-            Ok(()) => {}
+        let tx = &self.shared.tx;
+        match tx.try_send(Msg::Event(Box::new(event))) {
+            Ok(()) => {
+                if tx.max_capacity() - tx.capacity() >= self.shared.batch_max {
+                    self.shared.wake.notify_one();
+                }
+            }
             Err(mpsc::error::TrySendError::Full(Msg::Event(event))) => {
                 metrics::counter!("berth_audit_queue_full_total").increment(1);
                 match &self.shared.spool {
@@ -166,6 +187,7 @@ impl Auditor {
     pub async fn flush(&self) -> Option<Flushed> {
         let (tx, rx) = oneshot::channel();
         self.shared.tx.send(Msg::Flush(tx)).await.ok()?;
+        self.shared.wake.notify_one();
         rx.await.ok()
     }
 }
@@ -173,6 +195,7 @@ impl Auditor {
 /// The task that writes batches; owned by whoever runs it.
 pub struct Writer {
     rx: mpsc::Receiver<Msg>,
+    wake: Arc<Notify>,
     sink: Arc<dyn AuditSink>,
     spool: Option<Arc<Spool>>,
     settings: WriterSettings,
@@ -253,24 +276,28 @@ impl Writer {
     }
 
     /// Fills `batch` up to the maximum or the wait; returns whether the channel closed.
+    ///
+    /// It sleeps rather than waiting on the channel: a waiting receiver would be woken by every
+    /// event, one cross-thread wake-up per call on the request path. Producers wake it early
+    /// (`wake`) only once a full batch is queued or a flush is waiting.
     async fn gather(&mut self, batch: &mut Vec<AuditEvent>, waiters: &mut Vec<oneshot::Sender<Flushed>>) -> bool {
         let deadline = Instant::now() + self.settings.batch_wait;
-        while batch.len() < self.settings.batch_max && waiters.is_empty() {
-            match self.rx.try_recv() {
-                Ok(msg) => {
-                    take(msg, batch, waiters);
-                    continue;
+        loop {
+            while batch.len() < self.settings.batch_max && waiters.is_empty() {
+                match self.rx.try_recv() {
+                    Ok(msg) => take(msg, batch, waiters),
+                    Err(mpsc::error::TryRecvError::Disconnected) => return true,
+                    Err(mpsc::error::TryRecvError::Empty) => break,
                 }
-                Err(mpsc::error::TryRecvError::Disconnected) => return true,
-                Err(mpsc::error::TryRecvError::Empty) => {}
             }
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(msg)) => take(msg, batch, waiters),
-                Ok(None) => return true,
-                Err(_) => break,
+            if batch.len() >= self.settings.batch_max || !waiters.is_empty() || Instant::now() >= deadline {
+                return false;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => {}
+                () = self.wake.notified() => {}
             }
         }
-        false
     }
 
     async fn write(&self, events: &[AuditEvent], replay: bool) -> Result<usize, SinkError> {

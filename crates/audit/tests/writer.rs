@@ -177,3 +177,30 @@ async fn a_batch_whose_commit_outcome_was_lost_is_stored_once() {
     settle(&auditor).await;
     assert_exactly_once(&sink.inner, &sent, &[tenant]);
 }
+
+#[tokio::test]
+async fn a_full_batch_is_written_without_waiting_for_the_batch_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Arc::new(MemorySink::new());
+    let mut s = settings(dir.path());
+    // The writer sleeps through a batch window it would never outlast here: only a full batch
+    // queued by the producers wakes it early.
+    s.batch_wait = Duration::from_secs(60);
+    let (auditor, writer) = Auditor::start(sink.clone(), s).unwrap();
+    tokio::spawn(writer.run());
+    let (acme, globex) = (TenantId::new(), TenantId::new());
+    let sent: Vec<AuditEvent> = (0..201).map(|n| event(if n % 2 == 0 { acme } else { globex }, n)).collect();
+    for e in &sent {
+        auditor.record(e.clone());
+        tokio::task::yield_now().await;
+    }
+    let started = std::time::Instant::now();
+    while sink.events().len() < 200 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stored = sink.events().len();
+    assert!((200..=201).contains(&stored), "full batches were written early: {stored} stored");
+    // The last event waits for its window or a flush.
+    assert_eq!(auditor.flush().await, Some(Flushed::Stored));
+    assert_exactly_once(&sink, &sent, &[acme, globex]);
+}
