@@ -12,8 +12,8 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Cache, Engine};
 
-use crate::bindings::{McpServerPre, types};
-use crate::call::{Answer, Executor, Export};
+use crate::bindings::types;
+use crate::call::{Answer, Executor, Export, Guest};
 use crate::egress::Allowlist;
 use crate::engine::{Ticker, build_engine, build_linker};
 use crate::error::{Error, Result};
@@ -50,7 +50,7 @@ impl std::fmt::Debug for WasmRuntime {
 /// `info()` said when it was loaded.
 pub struct LoadedComponent {
     sha256: String,
-    pre: McpServerPre<CallState>,
+    guest: Guest,
     info: types::ServerInfo,
 }
 
@@ -85,8 +85,8 @@ impl LoadedComponent {
         self.info.instructions.as_deref()
     }
 
-    pub(crate) fn pre(&self) -> &McpServerPre<CallState> {
-        &self.pre
+    pub(crate) fn guest(&self) -> &Guest {
+        &self.guest
     }
 
     pub(crate) fn description(&self) -> ServerDescription {
@@ -191,21 +191,22 @@ impl WasmRuntime {
             .await
             .map_err(|e| Error::Compile(format!("the compiler task failed: {e}")))?
             .map_err(|e| Error::Compile(format!("{e:#}")))?;
-        let pre = check_world(self.engine(), &self.inner.linker, &component)?;
+        let checked = check_world(self.engine(), &self.inner.linker, &component)?;
+        let guest = Guest::new(&checked).map_err(Error::Invalid)?;
 
         let context = CallContext {
             peer: Arc::new(NoClient { capabilities: Value::Object(serde_json::Map::new()) }),
             spec: Arc::new(ServerSpec::default()),
             egress: Arc::new(Allowlist::default()),
         };
-        let (outcome, stats) = self.inner.executor.run(&pre, context, Export::Info).await;
+        let (outcome, stats) = self.inner.executor.run(&guest, context, Export::Info).await;
         self.inner.usage.record(stats);
         let info = match outcome {
             Ok(Answer::Info(info)) => info,
             Ok(_) => return Err(Error::Start("info() returned something else".to_owned())),
             Err(failure) => return Err(Error::Start(failure.message())),
         };
-        let loaded = Arc::new(LoadedComponent { sha256: key.clone(), pre, info });
+        let loaded = Arc::new(LoadedComponent { sha256: key.clone(), guest, info });
         let mut cache = self.loaded();
         cache.retain(|_, component| component.strong_count() > 0);
         if let Some(existing) = cache.get(&key).and_then(Weak::upgrade) {

@@ -136,7 +136,7 @@ impl ServerInner {
         let modern = peer.era() == Era::Modern;
         let meter = peer.clone();
         let context = CallContext { peer, spec: self.spec.clone(), egress: self.egress.clone() };
-        let (outcome, stats) = self.runtime.executor.run(self.component.pre(), context, call).await;
+        let (outcome, stats) = self.runtime.executor.run(self.component.guest(), context, call).await;
         meter.record_cpu(stats.cpu);
         self.usage.record(stats);
         self.runtime.usage.record(stats);
