@@ -518,6 +518,26 @@ async fn notices_are_capped_per_call() {
 
 // --- memory hygiene -----------------------------------------------------------------------
 
+/// A call's instance is torn down after its answer, by a task of the runtime; the slot is held
+/// until then. With a single slot, calls back to back and calls at once must all get it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_single_slot_serves_calls_back_to_back_and_at_once() {
+    let runtime = WasmRuntime::new(WasmSettings { max_instances: 1, ..settings() }).expect("runtime");
+    let component = load(&runtime).await;
+    let server = runtime.wasm_server(component, ServerSpec::default());
+    for _ in 0..20 {
+        assert_still_fine(&server).await;
+    }
+    let calls: Vec<_> = (0..8).map(|_| call(&server, "ok", json!({}))).collect();
+    for outcome in futures::future::join_all(calls).await {
+        assert_eq!(text(&outcome.expect("every call gets the slot in turn")), "fine");
+    }
+    // The slot is back once the deferred teardown ran: the next call finds it at once.
+    let started = Instant::now();
+    assert_still_fine(&server).await;
+    assert!(started.elapsed() < TIMEOUT, "the slot came back late: {:?}", started.elapsed());
+}
+
 #[tokio::test]
 async fn memory_does_not_carry_over_between_instances() {
     let runtime = runtime();
