@@ -178,7 +178,7 @@ pub(crate) struct Executor {
 }
 
 impl Executor {
-    /// Runs `call` in a fresh instance of `pre` for `context`, measuring its CPU and wall time.
+    /// Runs `call` in a fresh instance of `guest` for `context`, measuring its CPU and wall time.
     pub(crate) async fn run(
         &self,
         guest: &Guest,
