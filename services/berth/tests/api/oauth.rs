@@ -137,6 +137,23 @@ impl OAuthApp {
         .await
     }
 
+    /// `access` calls acme's fixture `add` tool successfully.
+    async fn assert_adds(&self, access: &str) {
+        let call = self
+            .t
+            .modern(
+                &self.resource("acme", "fixture"),
+                Some(access),
+                json!(1),
+                "tools/call",
+                json!({"name": "add", "arguments": {"a": 2, "b": 3}}),
+                json!({}),
+            )
+            .await;
+        assert_eq!(call.status, 200, "{}", call.text);
+        assert!(call.result()["content"][0]["text"].as_str().unwrap().contains('5'));
+    }
+
     async fn mcp_status(&self, tenant: &str, server: &str, token: &str) -> crate::mcp_client::McpReply {
         self.t.post(&self.resource(tenant, server), Some(token), &[], &init()).await
     }
@@ -275,18 +292,7 @@ async fn a_member_signs_in_consents_and_the_client_calls_a_tool_and_refreshes() 
     assert_eq!(claims.iss, o.app().url("/t/acme"));
     assert_eq!(claims.client_id, o.client_id);
 
-    let call =
-        o.t.modern(
-            &o.resource("acme", "fixture"),
-            Some(access),
-            json!(1),
-            "tools/call",
-            json!({"name": "add", "arguments": {"a": 2, "b": 3}}),
-            json!({}),
-        )
-        .await;
-    assert_eq!(call.status, 200, "{}", call.text);
-    assert!(call.result()["content"][0]["text"].as_str().unwrap().contains('5'));
+    o.assert_adds(access).await;
 
     let refreshed = o.refresh(reply.body["refresh_token"].as_str().unwrap()).await;
     refreshed.assert_status(200);
@@ -1062,18 +1068,7 @@ async fn a_metadata_document_client_signs_in_consents_calls_a_tool_and_refreshes
     let claims = claims_of(access);
     assert_eq!(claims.client_id, client_id);
     assert_eq!(claims.aud, o.resource("acme", "fixture"));
-    let call =
-        o.t.modern(
-            &o.resource("acme", "fixture"),
-            Some(access),
-            json!(1),
-            "tools/call",
-            json!({"name": "add", "arguments": {"a": 2, "b": 3}}),
-            json!({}),
-        )
-        .await;
-    assert_eq!(call.status, 200, "{}", call.text);
-    assert!(call.result()["content"][0]["text"].as_str().unwrap().contains('5'));
+    o.assert_adds(access).await;
 
     let refresh = reply.body["refresh_token"].as_str().unwrap();
     let refreshed = o
