@@ -5,8 +5,10 @@ use std::time::{Duration, Instant};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpMessage, HttpResponse, web};
 use berth_storage::PgPool;
+
+use crate::telemetry::MatchedRoute;
 
 /// Registers the three endpoints.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -44,7 +46,11 @@ pub async fn record(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
     let method = req.method().to_string();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    // Found once per request by the root span (`telemetry::RootSpan`), which wraps this.
+    let route = match req.extensions().get::<MatchedRoute>() {
+        Some(MatchedRoute(route)) => route.to_string(),
+        None => req.match_pattern().unwrap_or_else(|| "unmatched".to_owned()),
+    };
     let response = next.call(req).await?;
     let status = response.status().as_u16().to_string();
     let labels = [("method", method), ("route", route), ("status", status)];

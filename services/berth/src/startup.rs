@@ -119,7 +119,7 @@ impl Application {
             let mut app = App::new()
                 .wrap(from_fn(crate::ops::record))
                 .wrap(from_fn(request_id_header))
-                .wrap(tracing_actix_web::TracingLogger::default())
+                .wrap(tracing_actix_web::TracingLogger::<crate::telemetry::RootSpan>::new())
                 .app_data(pool.clone())
                 .configure(crate::ops::configure);
             if planes != Planes::Data {
