@@ -48,6 +48,10 @@ pub(crate) struct Cell {
     pub(crate) server_cpu: f64,
     /// Server CPU time per operation, µs.
     pub(crate) cpu_per_op: f64,
+    /// CPU time of the server's own PostgreSQL cluster per operation, µs (0 without one).
+    pub(crate) db_cpu_per_op: f64,
+    /// User-space instructions of the server per operation, under callgrind (0 when not counted).
+    pub(crate) instructions_per_op: f64,
     /// Operations that failed.
     pub(crate) errors: usize,
 }
@@ -63,8 +67,16 @@ impl Cell {
             p99: lat.percentile_us(99.0),
             server_cpu: cpu_secs / secs,
             cpu_per_op: if ops > 0.0 { cpu_secs * 1e6 / ops } else { 0.0 },
+            db_cpu_per_op: 0.0,
+            instructions_per_op: 0.0,
             errors,
         }
+    }
+
+    /// Adds the CPU seconds the server's PostgreSQL cluster used during the phase.
+    pub(crate) fn with_database(mut self, ops: usize, db_cpu_secs: f64) -> Self {
+        self.db_cpu_per_op = if ops > 0 { db_cpu_secs * 1e6 / ops as f64 } else { 0.0 };
+        self
     }
 }
 
@@ -88,6 +100,8 @@ pub(crate) fn median_cell(cells: &[Cell]) -> Cell {
         p99: field(|c| c.p99),
         server_cpu: field(|c| c.server_cpu),
         cpu_per_op: field(|c| c.cpu_per_op),
+        db_cpu_per_op: field(|c| c.db_cpu_per_op),
+        instructions_per_op: field(|c| c.instructions_per_op),
         errors: cells.iter().map(|c| c.errors).sum(),
     }
 }
