@@ -211,6 +211,9 @@ async fn cell(targets: &Targets, target: Target, sessions: usize, calls: usize, 
             Ok(_) => {}
             Err(e) => eprintln!("  {}: {e:#}", target.name()),
         }
+        if let Err(e) = server.dump_profile(&format!("{} {sessions} sessions", target.short())) {
+            eprintln!("  {}: {e:#}", target.name());
+        }
     }
     cell
 }

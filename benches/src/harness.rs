@@ -154,6 +154,21 @@ impl Server {
         Ok(())
     }
 
+    /// Under callgrind: writes a profile of the instructions since the counters were zeroed
+    /// (`$TMPDIR/berth-bench-<name>.<pid>.callgrind.<n>`, for `callgrind_annotate`), labelled
+    /// `label`, and zeroes them.
+    pub(crate) fn dump_profile(&self, label: &str) -> anyhow::Result<()> {
+        let status = Command::new("callgrind_control")
+            .arg(format!("--dump={label}"))
+            .arg(self.pid.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("cannot run callgrind_control")?;
+        anyhow::ensure!(status.success(), "callgrind_control --dump {} failed", self.pid);
+        Ok(())
+    }
+
     /// Under callgrind: the instructions its threads executed since the counters were zeroed.
     pub(crate) fn instructions(&self) -> anyhow::Result<u64> {
         let output = Command::new("callgrind_control")
