@@ -122,12 +122,15 @@ impl Application {
                 .wrap(tracing_actix_web::TracingLogger::<crate::telemetry::RootSpan>::new())
                 .app_data(pool.clone())
                 .configure(crate::ops::configure);
+            // The MCP endpoint first: actix tries resources in the order they are registered,
+            // each dynamic one with a regular expression (both when routing and when the root
+            // span names the route), and no other route matches an MCP path.
+            if planes != Planes::Control {
+                app = app.configure(berth_data_plane::configure(data.clone()));
+            }
             if planes != Planes::Data {
                 app = app.configure(berth_control_plane::configure(control.clone()));
                 app = app.configure(berth_control_plane::configure_oauth(control.clone()));
-            }
-            if planes != Planes::Control {
-                app = app.configure(berth_data_plane::configure(data.clone()));
             }
             app
         })
