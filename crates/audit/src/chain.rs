@@ -15,7 +15,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::event::AuditEvent;
+use crate::event::{AuditEvent, lower_hex};
 
 /// The `prev_hash` of a chain's first event.
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -125,7 +125,7 @@ impl Head {
     pub fn seal(&mut self, event: AuditEvent) -> SealedEvent {
         let seq = self.seq + 1;
         let next = hash(&self.hash, seq, &event);
-        let sealed = SealedEvent { seq, event, prev_hash: hex::encode(self.hash), hash: hex::encode(next) };
+        let sealed = SealedEvent { seq, event, prev_hash: lower_hex(&self.hash), hash: lower_hex(&next) };
         *self = Head { seq, hash: next };
         sealed
     }

@@ -155,12 +155,25 @@ pub fn digest_input(method: &str, params: &Map<String, Value>) -> Value {
 
 /// SHA-256 (hex) of the canonical JSON of `value`.
 pub fn sha256_hex(value: &Value) -> String {
-    hex::encode(berth_protocol::canonical::digest(value))
+    lower_hex(&berth_protocol::canonical::digest(value))
 }
 
 /// SHA-256 (hex) of bytes.
 pub fn sha256_bytes_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    lower_hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex of `bytes`, as `hex::encode` writes it, into one allocation (`hex::encode`
+/// pushes one `char` at a time; every audited call encodes three or four digests).
+pub(crate) fn lower_hex(bytes: &[u8]) -> String {
+    let digit = |n: u8| if n < 10 { b'0' + n } else { b'a' + (n - 10) };
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for &byte in bytes {
+        out.push(digit(byte >> 4));
+        out.push(digit(byte & 0x0f));
+    }
+    // Only ASCII digits were pushed.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -168,6 +181,14 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn lower_hex_writes_what_hex_encode_writes() {
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(lower_hex(&all), hex::encode(&all));
+        assert_eq!(lower_hex(&[]), "");
+        assert_eq!(lower_hex(&[0x0f, 0xa0]), "0fa0");
+    }
 
     #[test]
     fn the_argument_digest_ignores_key_order_and_absent_arguments_are_empty() {
