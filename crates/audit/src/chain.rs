@@ -123,12 +123,30 @@ impl Head {
 
     /// Appends `event`: returns the sealed event and moves the head.
     pub fn seal(&mut self, event: AuditEvent) -> SealedEvent {
-        let seq = self.seq + 1;
-        let next = hash(&self.hash, seq, &event);
-        let sealed = SealedEvent { seq, event, prev_hash: lower_hex(&self.hash), hash: lower_hex(&next) };
-        *self = Head { seq, hash: next };
-        sealed
+        let Seal { seq, prev_hash, hash } = self.seal_ref(&event);
+        SealedEvent { seq, event, prev_hash, hash }
     }
+
+    /// Appends `event`, which the caller keeps (the audit writer stores a batch of events
+    /// without copying them): returns its place in the chain and moves the head.
+    pub fn seal_ref(&mut self, event: &AuditEvent) -> Seal {
+        let seq = self.seq + 1;
+        let next = hash(&self.hash, seq, event);
+        let seal = Seal { seq, prev_hash: lower_hex(&self.hash), hash: lower_hex(&next) };
+        *self = Head { seq, hash: next };
+        seal
+    }
+}
+
+/// An event's place in its chain, as [`SealedEvent`] holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seal {
+    /// Position in the tenant's chain, from 1.
+    pub seq: i64,
+    /// The previous event's hash (hex).
+    pub prev_hash: String,
+    /// This event's hash (hex).
+    pub hash: String,
 }
 
 /// The first event that breaks a chain.

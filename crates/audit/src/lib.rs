@@ -21,7 +21,7 @@ pub mod sink;
 pub mod spool;
 pub mod writer;
 
-pub use chain::{Broken, Head, SealedEvent, Verified, Verifier, verify};
+pub use chain::{Broken, Head, Seal, SealedEvent, Verified, Verifier, verify};
 pub use error::{Error, Result};
 pub use event::{AuditEvent, Kind};
 pub use sink::{AuditSink, MemorySink, SinkError};

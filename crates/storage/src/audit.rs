@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use berth_audit::chain::{Head, SealedEvent};
+use berth_audit::chain::{Head, Seal, SealedEvent};
 use berth_audit::event::{AuditEvent, Kind};
 use berth_audit::sink::{AuditSink, SinkError};
 use berth_core::{TenantId, TenantScope};
@@ -107,7 +107,7 @@ pub async fn write_batch(
             let Some(events) = by_tenant.get(tenant) else { continue };
             let mut head = *head;
             let before = sealed.len();
-            sealed.extend(events.iter().filter(|e| seen.insert(e.id)).map(|e| head.seal((*e).clone())));
+            sealed.extend(events.iter().filter(|e| seen.insert(e.id)).map(|e| (*e, head.seal_ref(e))));
             if sealed.len() > before {
                 moved.push((*tenant, head));
             }
@@ -127,7 +127,7 @@ pub async fn write_batch(
             attempt.commit().await?;
         } else {
             attempt.rollback().await?;
-            let stored: HashSet<Uuid> = sealed.iter().map(|s| s.event.id).filter(|id| !inserted.contains(id)).collect();
+            let stored: HashSet<Uuid> = sealed.iter().map(|(e, _)| e.id).filter(|id| !inserted.contains(id)).collect();
             (sealed, moved) = seal(&stored);
             if sealed.is_empty() {
                 return Ok(0);
@@ -157,7 +157,7 @@ pub async fn write_batch(
 /// Returns the ids inserted.
 async fn insert_sealed(
     conn: &mut PgConnection,
-    sealed: &[SealedEvent],
+    sealed: &[(&AuditEvent, Seal)],
     skip_stored: bool,
 ) -> std::result::Result<Vec<Uuid>, sqlx::Error> {
     let n = sealed.len();
@@ -184,8 +184,7 @@ async fn insert_sealed(
     let mut node = Vec::with_capacity(n);
     let mut prev_hash = Vec::with_capacity(n);
     let mut hash = Vec::with_capacity(n);
-    for s in sealed {
-        let e = &s.event;
+    for (e, s) in sealed {
         tenant.push(e.tenant_id.as_uuid());
         seq.push(s.seq);
         id.push(e.id);
