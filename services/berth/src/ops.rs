@@ -80,8 +80,9 @@ fn method_label(method: &Method) -> &'static str {
     STANDARD.iter().find(|m| *m == method).map_or("other", Method::as_str)
 }
 
-/// Handles cached per worker thread beyond this many label sets are registered per request
-/// instead (the label sets are bounded: routes × methods × statuses).
+/// At most this many label sets have cached handles per worker thread; handles of any further
+/// one are registered per request (the label sets are bounded anyway: routes × methods ×
+/// statuses).
 const MAX_CACHED_LABEL_SETS: usize = 4096;
 
 type LabelSet = (Arc<str>, &'static str, u16);
