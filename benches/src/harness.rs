@@ -143,29 +143,26 @@ impl Server {
 
     /// Under callgrind: sets its instruction counters to zero.
     pub(crate) fn zero_instructions(&self) -> anyhow::Result<()> {
-        let status = Command::new("callgrind_control")
-            .arg("--zero")
-            .arg(self.pid.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .context("cannot run callgrind_control")?;
-        anyhow::ensure!(status.success(), "callgrind_control --zero {} failed", self.pid);
-        Ok(())
+        self.callgrind_control("--zero")
     }
 
     /// Under callgrind: writes a profile of the instructions since the counters were zeroed
     /// (`$TMPDIR/berth-bench-<name>.<pid>.callgrind.<n>`, for `callgrind_annotate`), labelled
     /// `label`, and zeroes them.
     pub(crate) fn dump_profile(&self, label: &str) -> anyhow::Result<()> {
+        self.callgrind_control(&format!("--dump={label}"))
+    }
+
+    /// Sends `command` to its callgrind with `callgrind_control`.
+    fn callgrind_control(&self, command: &str) -> anyhow::Result<()> {
         let status = Command::new("callgrind_control")
-            .arg(format!("--dump={label}"))
+            .arg(command)
             .arg(self.pid.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .context("cannot run callgrind_control")?;
-        anyhow::ensure!(status.success(), "callgrind_control --dump {} failed", self.pid);
+        anyhow::ensure!(status.success(), "callgrind_control {command} {} failed", self.pid);
         Ok(())
     }
 
