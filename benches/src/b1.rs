@@ -48,6 +48,7 @@ pub(crate) struct Args {
     /// executes per call: the same for the same work however busy the machine is, where times
     /// vary from run to run. Servers run tens of times slower, so use small call counts
     /// (`--calls-single 300 --calls-many 20`); the times and rates are then meaningless.
+    /// Needs `--backend fixture`: the WASM runtime does not start under valgrind.
     #[arg(long)]
     callgrind: bool,
 }
@@ -219,6 +220,11 @@ async fn cell(targets: &Targets, target: Target, sessions: usize, calls: usize, 
 }
 
 pub(crate) async fn run(args: &Args, pinning: &Pinning, header: &str) -> anyhow::Result<()> {
+    // The WASM runtime's pooling allocator reserves more address space than valgrind can map.
+    anyhow::ensure!(
+        !args.callgrind || args.backend == Backends::Fixture,
+        "--callgrind needs --backend fixture: the WASM runtime cannot start under valgrind (its instance pool's address-space reservation fails)"
+    );
     let admin_token = format!("berth_admin_bench_{}", uuid::Uuid::new_v4().simple());
     let with_wasm = args.backend != Backends::Fixture;
     let with_fixture = args.backend != Backends::Wasm;
