@@ -414,6 +414,57 @@ async fn berth_audit_verify_names_a_row_edited_removed_or_reordered_in_sql() {
 }
 
 #[actix_web::test]
+async fn deleting_a_tenant_deletes_its_trail_even_one_being_written_and_keeps_the_others() {
+    let t = McpApp::spawn().await;
+    for (tenant, key) in [("acme", &t.acme), ("globex", &t.globex)] {
+        for n in 0..3 {
+            let call = json!({"name": "echo", "arguments": {"message": "x"}});
+            let reply = t.modern(&t.url(tenant, "fixture"), Some(key), json!(n), "tools/call", call, json!({})).await;
+            assert_eq!(reply.status, 200);
+        }
+        audit_events(&t.app, tenant, "kind=call", 3).await;
+    }
+    let acme = scope(&t.app, "acme").await;
+    let rows = |tenant: uuid::Uuid| format!("SELECT 1 FROM audit_events WHERE tenant_id = '{tenant}'");
+    let acme_rows = rows(acme.tenant_id().as_uuid());
+    assert!(t.app.execute(&acme_rows).await >= 3);
+
+    // A writer is in the middle of a batch for acme: its chain head locked, its event inserted.
+    let mut writer = t.app.db.pool.begin().await.unwrap();
+    let event = berth_audit::event::AuditEvent::new(
+        acme.tenant_id(),
+        berth_audit::event::Kind::Admin,
+        "DELETE /api/v1/tenants/acme",
+        "platform-admin",
+    );
+    assert_eq!(berth_storage::audit::write_batch(&mut writer, &[event], false).await.unwrap(), 1);
+    let delete = t.app.delete(As::Admin, "/api/v1/tenants/acme");
+    let commit_once_the_delete_waits = async {
+        let waiting = "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
+                       AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM tenants%'";
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while t.app.execute(waiting).await == 0 {
+            assert!(Instant::now() < deadline, "the tenant's deletion never waited for the writer");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        writer.commit().await.unwrap();
+    };
+    let (deleted, ()) = tokio::join!(delete, commit_once_the_delete_waits);
+    deleted.assert_status(204);
+    assert_eq!(t.app.execute(&acme_rows).await, 0, "no event of the deleted tenant is left behind");
+    let heads = format!("SELECT 1 FROM audit_chain_heads WHERE tenant_id = '{}'", acme.tenant_id().as_uuid());
+    assert_eq!(t.app.execute(&heads).await, 0);
+
+    assert!(t.app.tenant_rows("audit_events", "globex").await >= 3);
+    let report = verify_db(&t.app, "globex").await;
+    assert!(report.intact, "{}", report.message);
+    // The other tenant's trail stays append-only.
+    let mut conn = t.app.db.pool.acquire().await.unwrap();
+    let globex_delete = "DELETE FROM audit_events WHERE tenant_id = (SELECT id FROM tenants WHERE slug = 'globex')";
+    assert!(berth_storage::testing::execute(&mut conn, globex_delete).await.is_err());
+}
+
+#[actix_web::test]
 async fn a_database_outage_under_load_loses_no_audit_event_and_stores_none_twice() {
     let db = berth_test_support::database().await;
     let proxy = PgProxy::start(&db.options).await;
