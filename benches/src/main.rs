@@ -25,6 +25,10 @@ use clap::{Parser, Subcommand};
 
 use crate::harness::Pinning;
 
+// The allocator `berth` ships with: the Berth servers measured here run in this process.
+#[global_allocator]
+static GLOBAL: berth::Allocator = berth::Allocator;
+
 #[derive(Debug, Parser)]
 #[command(name = "berth-bench", about = "Berth benchmarks; see docs/benchmarks.md")]
 struct Cli {

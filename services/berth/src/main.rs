@@ -14,6 +14,9 @@ use berth_storage::embedded::{Cluster, ClusterSettings};
 use clap::{Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
 
+#[global_allocator]
+static GLOBAL: berth::Allocator = berth::Allocator;
+
 #[derive(Parser)]
 #[command(name = "berth", version, about = "Host MCP servers for many tenants behind one URL each")]
 struct Cli {
