@@ -29,6 +29,10 @@ use wasmtime::component::{Component, InstancePre, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Module, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+// The allocator the `berth` binary ships with (`berth::Allocator`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CALLS: usize = 5_000;
 const ROUNDS: usize = 3;
 /// Instantiations per round and allocator.
