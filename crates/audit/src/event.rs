@@ -166,14 +166,12 @@ pub fn sha256_bytes_hex(bytes: &[u8]) -> String {
 /// Lower-case hex of `bytes`, as `hex::encode` writes it, into one allocation (`hex::encode`
 /// pushes one `char` at a time; every audited call encodes three or four digests).
 pub(crate) fn lower_hex(bytes: &[u8]) -> String {
-    let digit = |n: u8| if n < 10 { b'0' + n } else { b'a' + (n - 10) };
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for &byte in bytes {
-        out.push(digit(byte >> 4));
-        out.push(digit(byte & 0x0f));
+    let mut out = vec![0; bytes.len() * 2];
+    // The output is exactly twice the input's length, and holds only ASCII hex digits.
+    match hex::encode_to_slice(bytes, &mut out) {
+        Ok(()) => String::from_utf8(out).unwrap_or_default(),
+        Err(_) => hex::encode(bytes),
     }
-    // Only ASCII digits were pushed.
-    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]
