@@ -543,3 +543,81 @@ async fn a_database_outage_under_load_loses_no_audit_event_and_stores_none_twice
         assert!(report.intact, "{}", report.message);
     }
 }
+
+/// An event of every shape the store must keep exactly: every optional field set (non-ASCII
+/// text, extreme numbers) or every one empty.
+fn event_of(tenant: berth_core::TenantId, n: i64, full: bool) -> berth_audit::event::AuditEvent {
+    use berth_audit::event::{AuditEvent, Kind};
+    let mut event = AuditEvent::new(tenant, if full { Kind::Call } else { Kind::Session }, "tools/call", "api-key:k1");
+    event.node = format!("node-{n}");
+    if full {
+        event.name = Some(format!("échø-{n} 🚢"));
+        event.client = Some("Inspector 0.1 \"quoted\" \\ back\nslash".to_owned());
+        event.server = Some("classic".to_owned());
+        event.version = Some(i32::MAX);
+        event.args_sha256 = Some("0".repeat(64));
+        event.payload = Some(format!("{{\"n\":{n},\"big\":\"{}\"}}", "x".repeat(10_000)));
+        event.outcome = "tool_error".to_owned();
+        event.error_code = Some(-32_602);
+        event.latency_us = Some(i64::MAX);
+        event.cpu_us = Some(0);
+        event.bytes_in = Some(i64::MIN);
+        event.bytes_out = Some(n);
+        event.detail = Some(String::new());
+    }
+    event
+}
+
+#[actix_web::test]
+async fn the_store_keeps_every_field_as_written_and_refuses_a_whole_batch_with_a_bad_event() {
+    use berth_audit::sink::{AuditSink, SinkError};
+    let t = McpApp::spawn().await;
+    let sink = berth_storage::audit::PgSink::new(t.app.db.pool.clone());
+    let (acme, globex) = (scope(&t.app, "acme").await, scope(&t.app, "globex").await);
+    // The tenants' rows with these ids, in chain order (the app audits on its own meanwhile).
+    let stored = |scope: &TenantScope, ids: Vec<uuid::Uuid>| {
+        let (pool, scope) = (t.app.db.pool.clone(), scope.clone());
+        async move {
+            let mut conn = pool.acquire().await.unwrap();
+            let filter = berth_storage::audit::AuditFilter::default();
+            let rows = berth_storage::audit::page_forward(&mut conn, &scope, &filter, None, 10_000).await.unwrap();
+            rows.into_iter().filter(|r| ids.contains(&r.event.id)).collect::<Vec<_>>()
+        }
+    };
+    // Both tenants in one batch, interleaved, every field set and every field empty.
+    let batch: Vec<_> = (0..40)
+        .map(|n| event_of(if n % 3 == 0 { globex.tenant_id() } else { acme.tenant_id() }, n, n % 2 == 0))
+        .collect();
+    assert_eq!(sink.write(&batch, false).await.unwrap(), batch.len());
+    for scope in [&acme, &globex] {
+        let written: Vec<_> = batch.iter().filter(|e| e.tenant_id == scope.tenant_id()).collect();
+        let rows = stored(scope, written.iter().map(|e| e.id).collect()).await;
+        assert_eq!(rows.len(), written.len());
+        for (n, (row, event)) in rows.iter().zip(&written).enumerate() {
+            assert_eq!(&row.event, *event, "event {n} of {} read back as written", scope.slug());
+            // One transaction: the batch's events are consecutive in each chain.
+            assert_eq!(row.seq, rows[0].seq + n as i64);
+        }
+        let report = verify_db(&t.app, &scope.slug().to_string()).await;
+        assert!(report.intact, "{}", report.message);
+    }
+
+    // A NUL byte is not text to PostgreSQL: the batch is refused whole, nothing of it stored.
+    let mut bad = vec![event_of(acme.tenant_id(), 100, true), event_of(globex.tenant_id(), 101, false)];
+    bad[0].detail = Some("nul \0 inside".to_owned());
+    assert!(matches!(sink.write(&bad, false).await, Err(SinkError::Rejected(_))));
+    let bad_ids = || bad.iter().map(|e| e.id).collect::<Vec<_>>();
+    assert!(stored(&acme, bad_ids()).await.is_empty() && stored(&globex, bad_ids()).await.is_empty());
+    // An id stored already: refused without `replay`, skipped with it.
+    let again = vec![batch[1].clone(), event_of(acme.tenant_id(), 102, true)];
+    let again_ids = || again.iter().map(|e| e.id).collect::<Vec<_>>();
+    assert!(matches!(sink.write(&again, false).await, Err(SinkError::Rejected(_))));
+    assert_eq!(stored(&acme, again_ids()).await.len(), 1, "only the earlier copy");
+    assert_eq!(sink.write(&again, true).await.unwrap(), 1);
+    let rows = stored(&acme, again_ids()).await;
+    assert_eq!(rows.iter().map(|r| &r.event).collect::<Vec<_>>(), [&again[0], &again[1]]);
+    for tenant in ["acme", "globex"] {
+        let report = verify_db(&t.app, tenant).await;
+        assert!(report.intact, "{}", report.message);
+    }
+}
