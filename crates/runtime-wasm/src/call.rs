@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,41 @@ impl Export {
             Self::GetPrompt { .. } => "get-prompt",
             Self::Complete { .. } => "complete",
         }
+    }
+}
+
+/// The CPU and wall-time histograms of one export.
+struct ExportMetrics {
+    cpu: metrics::Histogram,
+    wall: metrics::Histogram,
+}
+
+/// Each export's histograms, registered on its first call rather than on every call
+/// (registering builds and hashes a labelled key). The first call comes after Berth installs
+/// its recorder: calls only run for requests, and `berth::startup` installs it first.
+#[derive(Default)]
+pub(crate) struct CallMetrics([OnceLock<ExportMetrics>; 9]);
+
+impl CallMetrics {
+    fn of(&self, export: &Export) -> &ExportMetrics {
+        let [info, list_tools, call_tool, list_resources, templates, read_resource, list_prompts, get_prompt, complete] =
+            &self.0;
+        let cell = match export {
+            Export::Info => info,
+            Export::ListTools => list_tools,
+            Export::CallTool { .. } => call_tool,
+            Export::ListResources => list_resources,
+            Export::ListResourceTemplates => templates,
+            Export::ReadResource { .. } => read_resource,
+            Export::ListPrompts => list_prompts,
+            Export::GetPrompt { .. } => get_prompt,
+            Export::Complete { .. } => complete,
+        };
+        let name = export.export();
+        cell.get_or_init(|| ExportMetrics {
+            cpu: metrics::histogram!("berth_wasm_call_cpu_seconds", "export" => name),
+            wall: metrics::histogram!("berth_wasm_call_wall_seconds", "export" => name),
+        })
     }
 }
 
@@ -175,6 +210,7 @@ pub(crate) struct Executor {
     pub(crate) limits: StoreLimits,
     /// One permit per pooling slot: calls wait for a slot instead of failing.
     pub(crate) slots: Arc<Semaphore>,
+    pub(crate) metrics: CallMetrics,
 }
 
 impl Executor {
@@ -187,10 +223,11 @@ impl Executor {
     ) -> (Result<Answer, Failure>, CallStats) {
         let started = Instant::now();
         let export = call.export();
+        let histograms = self.metrics.of(&call);
         let (outcome, cpu) = Metered::new(self.run_unmetered(guest, context, call)).await;
         let stats = CallStats { cpu, wall: started.elapsed() };
-        metrics::histogram!("berth_wasm_call_cpu_seconds", "export" => export).record(stats.cpu.as_secs_f64());
-        metrics::histogram!("berth_wasm_call_wall_seconds", "export" => export).record(stats.wall.as_secs_f64());
+        histograms.cpu.record(stats.cpu.as_secs_f64());
+        histograms.wall.record(stats.wall.as_secs_f64());
         if let Err(failure) = &outcome {
             metrics::counter!("berth_wasm_call_failures_total", "reason" => failure.reason()).increment(1);
         }

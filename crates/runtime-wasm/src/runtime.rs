@@ -13,7 +13,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Cache, Engine};
 
 use crate::bindings::types;
-use crate::call::{Answer, Executor, Export, Guest};
+use crate::call::{Answer, CallMetrics, Executor, Export, Guest};
 use crate::egress::Allowlist;
 use crate::engine::{Ticker, build_engine, build_linker};
 use crate::error::{Error, Result};
@@ -133,6 +133,7 @@ impl WasmRuntime {
             engine,
             limits: StoreLimits { max_memory_bytes: settings.max_memory_bytes, call_timeout: settings.call_timeout },
             slots: Arc::new(Semaphore::new(slots)),
+            metrics: CallMetrics::default(),
         };
         Ok(Self {
             inner: Arc::new(RuntimeInner {

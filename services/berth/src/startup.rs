@@ -248,6 +248,8 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 
 /// The WASM runtime, with its compiled-component cache under `{data_dir}/wasm-cache`.
 pub fn wasm_runtime(settings: &Settings) -> anyhow::Result<berth_runtime_wasm::WasmRuntime> {
+    // The runtime registers its histograms with the recorder present at its first call.
+    crate::telemetry::metrics();
     let wasm = berth_runtime_wasm::WasmSettings {
         // wasmtime's cache wants an absolute path; `data_dir` defaults to the relative `.berth`.
         cache_dir: Some(

@@ -65,6 +65,15 @@ async fn a_published_component_answers_in_both_eras() {
     assert!(read.result()["contents"][0]["text"].as_str().unwrap().contains("Ada"), "{}", read.text);
     let prompts = t.legacy(&url, Some(&t.acme), &session, 3, "prompts/list", json!({})).await;
     assert!(prompts.result()["prompts"].as_array().unwrap().iter().any(|p| p["name"] == "code_review"));
+    // Each export's CPU and wall time reach /metrics.
+    let metrics = t.app.get(As::Anonymous, "/metrics").await;
+    for series in [
+        "berth_wasm_call_cpu_seconds_count{export=\"call-tool\"}",
+        "berth_wasm_call_wall_seconds_count{export=\"call-tool\"}",
+        "berth_wasm_call_cpu_seconds_count{export=\"read-resource\"}",
+    ] {
+        assert!(metrics.text.contains(series), "{series} missing from {}", metrics.text);
+    }
 }
 
 #[actix_web::test]
