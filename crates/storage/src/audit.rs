@@ -155,9 +155,9 @@ pub async fn write_batch(
 }
 
 /// Inserts sealed rows with `COPY … FROM STDIN (FORMAT binary)`: no statement to plan and no
-/// arrays to take apart, about a third less of PostgreSQL's CPU per row than an
-/// `INSERT … SELECT FROM UNNEST(…)` of the same rows (`docs/benchmarks.md`, B1 and B6). A row
-/// whose id is stored already fails the whole `COPY`; replays therefore use [`insert_unstored`].
+/// arrays to take apart (an `INSERT … SELECT FROM UNNEST(…)` of the same rows cost the database
+/// about a third more CPU per call in B1, `docs/benchmarks.md`). A row whose id is stored
+/// already fails the whole `COPY`; replays therefore use [`insert_unstored`].
 async fn copy_sealed(conn: &mut PgConnection, sealed: &[(&AuditEvent, Seal)]) -> std::result::Result<(), sqlx::Error> {
     let rows = copy_rows(sealed).map_err(|e| sqlx::Error::Encode(e.into()))?;
     let mut copy = conn
