@@ -57,8 +57,9 @@ struct ExportMetrics {
 }
 
 /// Each export's histograms, registered on its first call rather than on every call
-/// (registering builds and hashes a labelled key). The first call comes after Berth installs
-/// its recorder: calls only run for requests, and `berth::startup` installs it first.
+/// (registering builds and hashes a labelled key). The handles belong to the recorder installed
+/// at that first call: Berth installs its recorder before it makes the runtime
+/// (`berth::startup::wasm_runtime`).
 #[derive(Default)]
 pub(crate) struct CallMetrics([OnceLock<ExportMetrics>; 9]);
 
@@ -210,6 +211,7 @@ pub(crate) struct Executor {
     pub(crate) limits: StoreLimits,
     /// One permit per pooling slot: calls wait for a slot instead of failing.
     pub(crate) slots: Arc<Semaphore>,
+    /// Each export's CPU and wall-time histograms.
     pub(crate) metrics: CallMetrics,
 }
 
