@@ -60,6 +60,10 @@ pub struct Settings {
     pub wasm_max_memory_mb: usize,
     /// Time limit of one WASM call in milliseconds (`BERTH_WASM_CALL_TIMEOUT_MS`).
     pub wasm_call_timeout_ms: u64,
+    /// WASM instances that may run at once on this node: the pooling allocator's slots, each
+    /// reserving its linear memories' address space up front; further calls wait for a slot
+    /// (`BERTH_WASM_MAX_INSTANCES`).
+    pub wasm_max_instances: u32,
     /// The container runtime (`[containers]` in the config file; the Docker socket also from
     /// `DOCKER_HOST`). A node whose Docker daemon does not answer at start serves no containers.
     #[serde(default)]
@@ -121,7 +125,8 @@ impl Settings {
             .set_default("max_sessions_per_tenant", 10_000)?
             .set_default("session_idle_secs", 30 * 60)?
             .set_default("wasm_max_memory_mb", 64)?
-            .set_default("wasm_call_timeout_ms", 10_000)?;
+            .set_default("wasm_call_timeout_ms", 10_000)?
+            .set_default("wasm_max_instances", 256)?;
         let explicit = overrides.config_file.clone().or_else(|| std::env::var_os("BERTH_CONFIG").map(PathBuf::from));
         match &explicit {
             Some(path) => {
@@ -165,6 +170,7 @@ impl Settings {
         anyhow::ensure!(self.session_idle_secs >= 1, "BERTH_SESSION_IDLE_SECS must be at least 1");
         anyhow::ensure!((1..=4096).contains(&self.wasm_max_memory_mb), "BERTH_WASM_MAX_MEMORY_MB must be 1-4096");
         anyhow::ensure!(self.wasm_call_timeout_ms >= 10, "BERTH_WASM_CALL_TIMEOUT_MS must be at least 10");
+        anyhow::ensure!((1..=4096).contains(&self.wasm_max_instances), "BERTH_WASM_MAX_INSTANCES must be 1-4096");
         if let Some(key) = &self.secret_key {
             anyhow::ensure!(key.expose_secret().len() >= 32, "BERTH_SECRET_KEY must be at least 32 characters");
         }
@@ -212,5 +218,20 @@ mod tests {
             assert!(!load_toml("").oauth_cimd_allow_loopback);
         }
         assert!(load_toml("oauth_cimd_allow_loopback = true\n").oauth_cimd_allow_loopback);
+    }
+
+    #[test]
+    fn the_wasm_instance_pool_is_sized_from_settings_within_bounds() {
+        if std::env::var_os("BERTH_WASM_MAX_INSTANCES").is_none() {
+            assert_eq!(load_toml("").wasm_max_instances, 256);
+        }
+        assert_eq!(load_toml("wasm_max_instances = 4\n").wasm_max_instances, 4);
+        for bad in ["0", "4097"] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("berth.toml");
+            std::fs::write(&path, format!("wasm_max_instances = {bad}\n")).unwrap();
+            let error = Settings::load(&Overrides { config_file: Some(path), ..Overrides::default() }).unwrap_err();
+            assert!(error.to_string().contains("BERTH_WASM_MAX_INSTANCES must be 1-4096"), "{error:#}");
+        }
     }
 }
