@@ -48,6 +48,9 @@ pub(crate) struct Args {
     /// Berth: `session_idle_secs`.
     #[arg(long, default_value_t = 1800)]
     idle_secs: u64,
+    /// Berth WASM: `wasm_max_instances`, the instance pool's slots.
+    #[arg(long, default_value_t = 256)]
+    wasm_instances: u32,
     /// Berth: the platform admin token.
     #[arg(long, default_value = "berth_admin_bench")]
     admin_token: String,
@@ -92,6 +95,7 @@ fn berth(args: &Args, wasm: bool) -> anyhow::Result<()> {
         session_idle_secs: args.idle_secs,
         wasm_max_memory_mb: 64,
         wasm_call_timeout_ms: 10_000,
+        wasm_max_instances: args.wasm_instances,
         containers: Default::default(),
         fail_closed_after_secs: 60,
         quota_nodes: 1,
