@@ -57,7 +57,9 @@ pub(crate) struct CallContext {
 
 /// The data of a store: WASI state, the call's context and what the limits observed.
 pub(crate) struct CallState {
-    wasi: WasiCtx,
+    /// Made on the guest's first WASI call: most calls make none, and a context costs a few
+    /// allocations and the seeding of two random number generators.
+    wasi: Option<WasiCtx>,
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: EgressHooks,
@@ -112,7 +114,8 @@ impl CallState {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        let ctx = self.wasi.get_or_insert_with(|| wasi_ctx(&self.stdout, &self.stderr));
+        WasiCtxView { ctx, table: &mut self.table }
     }
 }
 
@@ -122,22 +125,26 @@ impl WasiHttpView for CallState {
     }
 }
 
-/// Makes the store of one call. This is the only constructor of `Store<CallState>`.
-pub(crate) fn new_store(engine: &Engine, limits: StoreLimits, call: CallContext) -> Store<CallState> {
-    let stdout = Capture::new(STDIO_CAPTURE_BYTES);
-    let stderr = Capture::new(STDIO_CAPTURE_BYTES);
-    // No preopens, no environment, no arguments, no sockets; stdin is closed.
-    let wasi = WasiCtx::builder()
+/// The WASI context of a call: no preopens, no environment, no arguments, no sockets; stdin is
+/// closed, stdout and stderr are captured.
+fn wasi_ctx(stdout: &Capture, stderr: &Capture) -> WasiCtx {
+    WasiCtx::builder()
         .stdout(stdout.clone())
         .stderr(stderr.clone())
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
-        .build();
+        .build()
+}
+
+/// Makes the store of one call. This is the only constructor of `Store<CallState>`.
+pub(crate) fn new_store(engine: &Engine, limits: StoreLimits, call: CallContext) -> Store<CallState> {
+    let stdout = Capture::new(STDIO_CAPTURE_BYTES);
+    let stderr = Capture::new(STDIO_CAPTURE_BYTES);
     let mut table = ResourceTable::new();
     table.set_max_capacity(MAX_HOST_RESOURCES);
     let state = CallState {
-        wasi,
+        wasi: None,
         http: WasiHttpCtx::new(),
         table,
         hooks: EgressHooks::new(call.egress, limits.call_timeout),
