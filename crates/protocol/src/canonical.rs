@@ -8,46 +8,57 @@ use sha2::{Digest, Sha256};
 
 /// Writes `value` canonically.
 pub fn to_string(value: &Value) -> String {
-    let mut out = String::new();
+    // Only whole JSON text, which is UTF-8, was written.
+    String::from_utf8(to_vec(value)).unwrap_or_default()
+}
+
+fn to_vec(value: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
     write(value, &mut out);
     out
 }
 
-fn write(value: &Value, out: &mut String) {
+fn write(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            out.push('{');
+            out.push(b'{');
             for (i, key) in keys.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::from(key.as_str()).to_string());
-                out.push(':');
+                scalar(key, out);
+                out.push(b':');
                 if let Some(v) = map.get(key) {
                     write(v, out);
                 }
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        other => out.push_str(&other.to_string()),
+        other => scalar(other, out),
     }
+}
+
+/// Appends a string or a scalar as `serde_json` writes it.
+fn scalar<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // A string, a number, a boolean or null always serializes.
+    let _ = serde_json::to_writer(out, value);
 }
 
 /// SHA-256 of the canonical form.
 pub fn digest(value: &Value) -> [u8; 32] {
-    Sha256::digest(to_string(value).as_bytes()).into()
+    Sha256::digest(to_vec(value)).into()
 }
 
 #[cfg(test)]
