@@ -264,6 +264,14 @@ pub fn parse_message(value: Value) -> Result<Message, Rejected> {
     }
 }
 
+/// `value` as compact JSON text, the same text as `value.to_string()`, serialized straight into
+/// a byte buffer instead of through `fmt::Display`, whose formatter adds a dynamic call for
+/// every token (every message Berth sends is written by this).
+pub fn text(value: &Value) -> String {
+    // Serializing a `Value` cannot fail: its keys are strings and its numbers are finite.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
 /// A success response.
 pub fn response(id: &RequestId, result: Value) -> Value {
     json!({ "jsonrpc": "2.0", "id": id.to_value(), "result": result })
@@ -287,6 +295,17 @@ pub fn request(id: &RequestId, method: &str, params: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_is_the_compact_json_display_writes() {
+        let value: Value = serde_json::from_str(
+            r#"{"z":[1,-2.5,1e300,null,true,{"é":"\u0000\n\"\\\u001f\u2028 ok"}],"a":{},"m":[],"n":18446744073709551615}"#,
+        )
+        .unwrap();
+        assert_eq!(text(&value), value.to_string());
+        assert!(text(&value).contains(r#""é":"\u0000\n\"\\\u001f"#), "{}", text(&value));
+        assert_eq!(text(&Value::String("x".into())), r#""x""#);
+    }
 
     fn single(body: &str) -> Result<Message, Rejected> {
         match parse(body.as_bytes())? {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use berth_core::backend::{Backend, BackendError, BackendRequest, BoxFuture, Peer, ServerDescription};
-use berth_protocol::{Era, RpcError};
+use berth_protocol::{Era, RpcError, jsonrpc};
 use serde_json::{Map, Value, json};
 
 use crate::bindings::types;
@@ -166,7 +166,7 @@ fn required_string(params: &Map<String, Value>, name: &str) -> Result<String, Ba
 fn arguments(params: &Map<String, Value>) -> Result<String, BackendError> {
     match params.get("arguments") {
         None | Some(Value::Null) => Ok("{}".to_owned()),
-        Some(value @ Value::Object(_)) => Ok(value.to_string()),
+        Some(value @ Value::Object(_)) => Ok(jsonrpc::text(value)),
         Some(_) => Err(RpcError::invalid_params("`arguments` must be an object").into()),
     }
 }
@@ -181,7 +181,7 @@ fn parse_request(request: BackendRequest) -> Result<Export, BackendError> {
         "resources/read" => Export::ReadResource { uri: required_string(&params, "uri")? },
         "prompts/list" => Export::ListPrompts,
         "prompts/get" => Export::GetPrompt { name: required_string(&params, "name")?, arguments: arguments(&params)? },
-        "completion/complete" => Export::Complete { request: Value::Object(params).to_string() },
+        "completion/complete" => Export::Complete { request: jsonrpc::text(&Value::Object(params)) },
         other => return Err(RpcError::method_not_found(other).into()),
     })
 }

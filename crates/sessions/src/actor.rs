@@ -337,7 +337,7 @@ impl Session {
             Ok(other) => jsonrpc::response(id, other),
             Err(error) => jsonrpc::error_response(Some(id), &error),
         };
-        let text = json.to_string();
+        let text = jsonrpc::text(&json);
         let size = text.len();
         self.emit(stream, OutKind::Response, text);
         (json, size)
@@ -427,7 +427,7 @@ impl Session {
             "notifications/subscriptions/acknowledged",
             json!({ "_meta": { SUBSCRIPTION_ID: id.to_value() }, "notifications": honoured }),
         );
-        if tx.try_send(Outbound::new(OutKind::Notification, ack.to_string())).is_ok() {
+        if tx.try_send(Outbound::new(OutKind::Notification, jsonrpc::text(&ack))).is_ok() {
             self.listeners.push(Listener { id, tools, prompts, resources, uris, tx });
         }
     }
@@ -446,7 +446,7 @@ impl Session {
         if let Some(tool) = trace.tool().filter(|t| trace.context.tool_disabled(t)) {
             let error = RpcError::invalid_params(format!("Tool {tool} is disabled")).with_data(json!({ "tool": tool }));
             let json = jsonrpc::error_response(Some(&id), &error);
-            let text = json.to_string();
+            let text = jsonrpc::text(&json);
             self.report(&trace, CallOutcome::of_response(&json), text.len());
             let _ = tx.try_send(Outbound::new(OutKind::Response, text).with_status(modern_status(error.code)));
             return;
@@ -587,7 +587,7 @@ impl Session {
                     if let Value::Object(map) = &mut params {
                         map.insert("_meta".into(), json!({ SUBSCRIPTION_ID: listener.id.to_value() }));
                     }
-                    let json = jsonrpc::notification(method, params).to_string();
+                    let json = jsonrpc::text(&jsonrpc::notification(method, params));
                     let _ = listener.tx.try_send(Outbound::new(OutKind::Notification, json));
                 }
             }
@@ -598,7 +598,7 @@ impl Session {
                 return;
             }
             if self.streams.get(&GET_STREAM).is_some_and(LegacyStream::is_live) {
-                self.emit(GET_STREAM, OutKind::Notification, jsonrpc::notification(method, params).to_string());
+                self.emit(GET_STREAM, OutKind::Notification, jsonrpc::text(&jsonrpc::notification(method, params)));
             }
         }
     }
@@ -632,7 +632,7 @@ fn modern_outcome(
         out.insert("inputRequests".into(), Value::Object(requests));
         out.insert("requestState".into(), json!(state));
         let body = result::modern(method, out, server_info, 0);
-        return Outbound::new(OutKind::Response, jsonrpc::response(id, Value::Object(body)).to_string());
+        return Outbound::new(OutKind::Response, jsonrpc::text(&jsonrpc::response(id, Value::Object(body))));
     }
     let (json, status) = match outcome {
         Ok(Value::Object(map)) => {
@@ -647,7 +647,7 @@ fn modern_outcome(
             (jsonrpc::error_response(Some(id), &RpcError::internal(format!("the server is unavailable: {why}"))), 200)
         }
     };
-    Outbound::new(OutKind::Response, json.to_string()).with_status(status)
+    Outbound::new(OutKind::Response, jsonrpc::text(&json)).with_status(status)
 }
 
 fn legacy_outcome(outcome: Result<Value, BackendError>) -> Result<Value, RpcError> {
@@ -917,7 +917,7 @@ impl Handler<ModernRequest> for Session {
         };
         match request.method.as_str() {
             "server/discover" => {
-                let json = jsonrpc::response(&id, self.discover()).to_string();
+                let json = jsonrpc::text(&jsonrpc::response(&id, self.discover()));
                 let _ = tx.try_send(Outbound::new(OutKind::Response, json));
             }
             "subscriptions/listen" => self.listen(id, &request.params, tx),
@@ -1017,7 +1017,7 @@ impl Handler<AskClient> for Session {
         self.next_request += 1;
         let (tx, rx) = oneshot::channel();
         self.pending.insert(id.clone(), tx);
-        self.emit(msg.stream, OutKind::Request, jsonrpc::request(&id, &msg.method, msg.params).to_string());
+        self.emit(msg.stream, OutKind::Request, jsonrpc::text(&jsonrpc::request(&id, &msg.method, msg.params)));
         Some(rx)
     }
 }

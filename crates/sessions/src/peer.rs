@@ -84,7 +84,7 @@ fn notification_for(
             if let Some(message) = message {
                 params.insert("message".into(), json!(message));
             }
-            Some(jsonrpc::notification("notifications/progress", Value::Object(params)).to_string())
+            Some(jsonrpc::text(&jsonrpc::notification("notifications/progress", Value::Object(params))))
         }
         Notice::Log { level, logger, data } => {
             if level < min_level? {
@@ -96,7 +96,7 @@ fn notification_for(
                 params.insert("logger".into(), json!(logger));
             }
             params.insert("data".into(), data);
-            Some(jsonrpc::notification("notifications/message", Value::Object(params)).to_string())
+            Some(jsonrpc::text(&jsonrpc::notification("notifications/message", Value::Object(params))))
         }
     }
 }

@@ -430,7 +430,7 @@ fn initialize(
             Ok(h) => h,
             Err(e) => return session_failure(&e),
         };
-    let body = jsonrpc::response(&request.id, initialize_result(admitted.backend.as_ref(), version)).to_string();
+    let body = jsonrpc::text(&jsonrpc::response(&request.id, initialize_result(admitted.backend.as_ref(), version)));
     let out = berth_sessions::Outbound::new(berth_sessions::OutKind::Response, body);
     let response = if accept.json {
         HttpResponse::Ok().content_type("application/json").body(out.json.to_string())
@@ -525,7 +525,7 @@ async fn batch(
     if answers.is_empty() {
         return HttpResponse::Accepted().finish();
     }
-    HttpResponse::Ok().content_type("application/json").body(Value::Array(answers).to_string())
+    HttpResponse::Ok().content_type("application/json").body(jsonrpc::text(&Value::Array(answers)))
 }
 
 async fn modern(
