@@ -273,28 +273,27 @@ struct JsonEscaped<'a, W: std::fmt::Write + ?Sized>(&'a mut W);
 
 impl<W: std::fmt::Write + ?Sized> std::fmt::Write for JsonEscaped<'_, W> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let mut plain = 0;
-        for (i, byte) in s.bytes().enumerate() {
-            let escape = match byte {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0x08 => "\\b",
-                0x0c => "\\f",
-                0x00..=0x1f => "",
-                _ => continue,
-            };
-            self.0.write_str(&s[plain..i])?;
-            if escape.is_empty() {
-                write!(self.0, "\\u{byte:04x}")?;
-            } else {
-                self.0.write_str(escape)?;
+        // Most values need no escape: find the next byte that does with a plain scan, and write
+        // the text before it in one piece.
+        let mut rest = s;
+        while let Some(at) = rest.bytes().position(|b| b < 0x20 || b == b'"' || b == b'\\') {
+            let (plain, tail) = rest.split_at(at);
+            self.0.write_str(plain)?;
+            match tail.bytes().next() {
+                Some(b'"') => self.0.write_str("\\\"")?,
+                Some(b'\\') => self.0.write_str("\\\\")?,
+                Some(b'\n') => self.0.write_str("\\n")?,
+                Some(b'\r') => self.0.write_str("\\r")?,
+                Some(b'\t') => self.0.write_str("\\t")?,
+                Some(0x08) => self.0.write_str("\\b")?,
+                Some(0x0c) => self.0.write_str("\\f")?,
+                Some(byte) => write!(self.0, "\\u{byte:04x}")?,
+                None => {}
             }
-            plain = i + 1;
+            // The byte escaped is ASCII, so the rest starts on a character boundary.
+            rest = rest.get(at + 1..).unwrap_or_default();
         }
-        self.0.write_str(&s[plain..])
+        self.0.write_str(rest)
     }
 }
 
