@@ -9,7 +9,7 @@ use crate::completion::{CompletionDef, CompletionRef, CompletionRequest};
 use crate::prompt::PromptDef;
 use crate::resource::{ResourceDef, UriVars};
 use crate::tool::ToolDef;
-use crate::{CallToolResult, Context, Error};
+use crate::{CallToolResult, Context, Error, GetPromptResult, ResourceContents};
 
 /// The most completion values answered at once (the protocol's limit).
 const MAX_COMPLETIONS: usize = 100;
@@ -92,42 +92,51 @@ impl Server {
     /// returns the `CallToolResult`. Unknown tools are [`Error::InvalidParams`]; a tool's
     /// [`Error::Tool`] becomes an `isError` result.
     pub fn call_tool(&self, ctx: &Context, name: &str, arguments: &str) -> Result<Value, Error> {
+        to_value(&self.run_tool(ctx, name, arguments)?)
+    }
+
+    fn run_tool(&self, ctx: &Context, name: &str, arguments: &str) -> Result<CallToolResult, Error> {
         let tool = self
             .tools
             .iter()
             .find(|tool| tool.name == name)
             .ok_or_else(|| Error::invalid_params(format!("Unknown tool: {name}")))?;
         let arguments = arguments_object(arguments)?;
-        let result = match tool.call(ctx, Value::Object(arguments)) {
-            Ok(result) => result,
-            Err(Error::Tool(message)) => CallToolResult::error_text(message),
-            Err(other) => return Err(other),
-        };
-        to_value(&result)
+        match tool.call(ctx, Value::Object(arguments)) {
+            Ok(result) => Ok(result),
+            Err(Error::Tool(message)) => Ok(CallToolResult::error_text(message)),
+            Err(other) => Err(other),
+        }
     }
 
     /// `resources/read`: the `ReadResourceResult` for `uri` (plain resources first, then the
     /// templates in order).
     pub fn read_resource(&self, ctx: &Context, uri: &str) -> Result<Value, Error> {
+        to_value(&self.run_read(ctx, uri)?)
+    }
+
+    fn run_read(&self, ctx: &Context, uri: &str) -> Result<ReadResourceResult, Error> {
         let plain = self.resources.iter().find(|r| !r.is_template() && r.uri == uri).map(|r| (r, UriVars::default()));
         let found = plain
             .or_else(|| self.resources.iter().filter(|r| r.is_template()).find_map(|r| Some((r, r.matches(uri)?))));
         let Some((resource, vars)) = found else { return Err(Error::resource_not_found(uri)) };
-        let contents = (resource.read)(ctx, uri, &vars)?;
-        Ok(json!({ "contents": to_value(&contents)? }))
+        Ok(ReadResourceResult { contents: (resource.read)(ctx, uri, &vars)? })
     }
 
     /// `prompts/get`: the `GetPromptResult` of prompt `name` with `arguments` (a JSON object of
     /// strings; empty text means `{}`).
     pub fn get_prompt(&self, ctx: &Context, name: &str, arguments: &str) -> Result<Value, Error> {
+        to_value(&self.run_prompt(ctx, name, arguments)?)
+    }
+
+    fn run_prompt(&self, ctx: &Context, name: &str, arguments: &str) -> Result<GetPromptResult, Error> {
         let prompt = self
             .prompts
             .iter()
             .find(|prompt| prompt.name == name)
             .ok_or_else(|| Error::invalid_params(format!("Unknown prompt: {name}")))?;
         let arguments = arguments_object(arguments)?;
-        let result = (prompt.get)(ctx, &arguments)?;
-        to_value(&result)
+        (prompt.get)(ctx, &arguments)
     }
 
     /// `completion/complete`: `request` is the params (`ref`, `argument`, `context`).
@@ -185,13 +194,26 @@ fn arguments_object(text: &str) -> Result<Map<String, Value>, Error> {
     }
 }
 
+/// A `resources/read` result.
+#[derive(Serialize)]
+struct ReadResourceResult {
+    contents: Vec<ResourceContents>,
+}
+
 fn to_value(value: &impl Serialize) -> Result<Value, Error> {
     serde_json::to_value(value).map_err(|e| Error::internal(format!("cannot serialize the result: {e}")))
 }
 
+/// A result as the JSON text an export returns, written straight from the result: building a
+/// `Value` first, then printing it through `Display`, took most of a tool call's instructions
+/// inside the guest.
+fn to_text(value: &impl Serialize) -> Result<String, Error> {
+    serde_json::to_string(value).map_err(|e| Error::internal(format!("cannot serialize the result: {e}")))
+}
+
 /// The world's exports over a [`Server`], for the `Guest` impl `server!` generates.
 pub mod export {
-    use super::Server;
+    use super::{Server, to_text};
     use crate::Context;
     use crate::bindings::berth::mcp::types::{
         Error, Prompt, PromptArgument, Resource, ResourceTemplate, ServerInfo, Tool,
@@ -228,7 +250,7 @@ pub mod export {
 
     /// `call-tool`.
     pub fn call_tool(server: &Server, name: &str, arguments: &str) -> Result<String, Error> {
-        server.call_tool(&Context::new(), name, arguments).map(|v| v.to_string()).map_err(crate::Error::into_wit)
+        server.run_tool(&Context::new(), name, arguments).and_then(|r| to_text(&r)).map_err(crate::Error::into_wit)
     }
 
     /// `list-resources`.
@@ -265,7 +287,7 @@ pub mod export {
 
     /// `read-resource`.
     pub fn read_resource(server: &Server, uri: &str) -> Result<String, Error> {
-        server.read_resource(&Context::new(), uri).map(|v| v.to_string()).map_err(crate::Error::into_wit)
+        server.run_read(&Context::new(), uri).and_then(|r| to_text(&r)).map_err(crate::Error::into_wit)
     }
 
     /// `list-prompts`.
@@ -292,11 +314,11 @@ pub mod export {
 
     /// `get-prompt`.
     pub fn get_prompt(server: &Server, name: &str, arguments: &str) -> Result<String, Error> {
-        server.get_prompt(&Context::new(), name, arguments).map(|v| v.to_string()).map_err(crate::Error::into_wit)
+        server.run_prompt(&Context::new(), name, arguments).and_then(|r| to_text(&r)).map_err(crate::Error::into_wit)
     }
 
     /// `complete`.
     pub fn complete(server: &Server, request: &str) -> Result<String, Error> {
-        server.complete(&Context::new(), request).map(|v| v.to_string()).map_err(crate::Error::into_wit)
+        server.complete(&Context::new(), request).and_then(|r| to_text(&r)).map_err(crate::Error::into_wit)
     }
 }

@@ -345,3 +345,48 @@ fn the_context_has_no_client_on_the_host() {
     assert!(!ctx.supports("sampling"));
     assert_eq!(ctx.config("x"), None);
 }
+
+/// The exports write each result's JSON text straight from the result; it must be the JSON of
+/// the `Value` the dispatch methods return, and fail the same way.
+#[test]
+fn exports_return_the_json_of_the_dispatch_results() {
+    use crate::__private::export;
+    let ctx = Context::new();
+    let same = |text: Result<String, crate::bindings::berth::mcp::types::Error>, value: Result<Value, Error>| match (
+        text, value,
+    ) {
+        (Ok(text), Ok(value)) => assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), value, "{text}"),
+        (Err(e), Err(expected)) => assert_eq!(format!("{e:?}"), format!("{:?}", expected.into_wit())),
+        (text, value) => panic!("the export gave {text:?}, the dispatch {value:?}"),
+    };
+    let calls = [
+        ("add", json!({"a": 1.5, "b": 2})),
+        ("word_count", json!({"text": "a b\nc \"quoted\" \u{e9}"})),
+        ("echo", json!({"message": "line\nbreak \u{1f600}", "upperCase": true})),
+        ("fail", json!({"mode": "tool"})),
+        ("fail", json!({"mode": "params"})),
+        ("fail", json!({"mode": "parse"})),
+        ("search", json!({"query": "x"})),
+        ("blocks", json!({})),
+        ("custom", json!({"message": "m"})),
+        ("raw", json!({"anything": [1, 2]})),
+        ("add", json!({"a": "not a number"})),
+        ("nope", json!({})),
+    ];
+    for (name, arguments) in calls {
+        let arguments = arguments.to_string();
+        same(export::call_tool(&BERTH_SERVER, name, &arguments), BERTH_SERVER.call_tool(&ctx, name, &arguments));
+    }
+    for uri in ["test://static", "test://binary", "test://items/7/data", "file:///a/b", "test://nonexistent"] {
+        same(export::read_resource(&BERTH_SERVER, uri), BERTH_SERVER.read_resource(&ctx, uri));
+    }
+    for (name, arguments) in
+        [("code_review", r#"{"code": "fn x() {}", "lang": "rust"}"#), ("plain", ""), ("code_review", "{}")]
+    {
+        same(export::get_prompt(&BERTH_SERVER, name, arguments), BERTH_SERVER.get_prompt(&ctx, name, arguments));
+    }
+    let request =
+        json!({"ref": {"type": "ref/prompt", "name": "code_review"}, "argument": {"name": "lang", "value": "r"}});
+    let request = request.to_string();
+    same(export::complete(&BERTH_SERVER, &request), BERTH_SERVER.complete(&ctx, &request));
+}

@@ -252,7 +252,10 @@ fn structured_value<T: Serialize + JsonSchema>(value: &T) -> Result<(Value, Valu
 impl<T: Serialize + JsonSchema> IntoToolResult for Json<T> {
     fn into_tool_result(self) -> Result<CallToolResult, Error> {
         let (value, structured) = structured_value(&self.0)?;
-        Ok(CallToolResult::text(value.to_string()).with_structured_content(structured))
+        // The same text as `Value`'s `Display`, without its formatter.
+        let text = serde_json::to_string(&value)
+            .map_err(|e| Error::internal(format!("cannot serialize the tool result: {e}")))?;
+        Ok(CallToolResult::text(text).with_structured_content(structured))
     }
 
     fn output_schema() -> Option<Value> {
