@@ -205,7 +205,7 @@ fn to_value(value: &impl Serialize) -> Result<Value, Error> {
 }
 
 /// A result as the JSON text an export returns, written straight from the result: building a
-/// `Value` first, then printing it through `Display`, took most of a tool call's instructions
+/// `Value` first, then printing it through `Display`, took about half of a tool call's instructions
 /// inside the guest.
 fn to_text(value: &impl Serialize) -> Result<String, Error> {
     serde_json::to_string(value).map_err(|e| Error::internal(format!("cannot serialize the result: {e}")))
