@@ -475,7 +475,7 @@ impl Session {
                 }
                 Err(e) => {
                     let error = RpcError::invalid_params(format!("invalid requestState: {e}"));
-                    let json = jsonrpc::error_response(Some(&id), &error).to_string();
+                    let json = jsonrpc::text(&jsonrpc::error_response(Some(&id), &error));
                     let _ = tx.try_send(Outbound::new(OutKind::Response, json).with_status(400));
                     return;
                 }
@@ -555,7 +555,7 @@ impl Session {
             let error = RpcError::internal(reason.to_owned());
             match &flight.tx {
                 Some(tx) => {
-                    let text = jsonrpc::error_response(Some(&id), &error).to_string();
+                    let text = jsonrpc::text(&jsonrpc::error_response(Some(&id), &error));
                     let _ = tx.try_send(Outbound::new(OutKind::Response, text));
                 }
                 None => {
@@ -622,7 +622,7 @@ fn modern_outcome(
     if !pending.is_empty() {
         if !result::allows_input_required(method) {
             let error = RpcError::internal(format!("{method} cannot ask the client for input"));
-            return Outbound::new(OutKind::Response, jsonrpc::error_response(Some(id), &error).to_string());
+            return Outbound::new(OutKind::Response, jsonrpc::text(&jsonrpc::error_response(Some(id), &error)));
         }
         let requests: Map<String, Value> = pending.into_iter().collect();
         let nonce: u64 = rand::random();
@@ -913,7 +913,8 @@ impl Handler<ModernRequest> for Session {
         let id = request.id.clone();
         let reply = |error: RpcError| {
             let status = modern_status(error.code);
-            Outbound::new(OutKind::Response, jsonrpc::error_response(Some(&id), &error).to_string()).with_status(status)
+            Outbound::new(OutKind::Response, jsonrpc::text(&jsonrpc::error_response(Some(&id), &error)))
+                .with_status(status)
         };
         match request.method.as_str() {
             "server/discover" => {

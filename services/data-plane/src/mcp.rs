@@ -643,5 +643,5 @@ pub(crate) async fn method_not_allowed() -> HttpResponse {
     HttpResponse::MethodNotAllowed()
         .insert_header((header::ALLOW, "GET, POST, DELETE"))
         .content_type("application/json")
-        .body(jsonrpc::error_response(None, &RpcError::invalid_request("Method not allowed")).to_string())
+        .body(jsonrpc::text(&jsonrpc::error_response(None, &RpcError::invalid_request("Method not allowed"))))
 }

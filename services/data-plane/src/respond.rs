@@ -53,7 +53,9 @@ impl Accept {
 
 /// A JSON-RPC error as an HTTP response.
 pub(crate) fn rpc_error(status: StatusCode, id: Option<&RequestId>, error: &RpcError) -> HttpResponse {
-    HttpResponse::build(status).content_type("application/json").body(jsonrpc::error_response(id, error).to_string())
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(jsonrpc::text(&jsonrpc::error_response(id, error)))
 }
 
 fn event_bytes(out: &Outbound) -> Bytes {
