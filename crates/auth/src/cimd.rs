@@ -6,7 +6,7 @@
 //! any connection, checks every address a host name resolves to with [`is_public_address`] and
 //! connects only to checked addresses, then hands the body to [`parse_document`].
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -101,68 +101,7 @@ fn is_loopback_host(url: &url::Url) -> bool {
     }
 }
 
-/// Whether a metadata document may be fetched from `ip`: a publicly routable unicast address.
-///
-/// Refused: unspecified, loopback (unless `allow_loopback`, for tests), private (RFC 1918),
-/// shared (CGNAT), link-local, multicast, broadcast, documentation, benchmarking and reserved
-/// IPv4 ranges; for IPv6 everything outside global unicast `2000::/3`, and inside it the
-/// documentation, ORCHID, Teredo and 6to4 ranges. IPv4-mapped, IPv4-compatible and NAT64
-/// (`64:ff9b::/96`) addresses are judged by the IPv4 address they carry.
-pub fn is_public_address(ip: IpAddr, allow_loopback: bool) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_public_v4(v4, allow_loopback),
-        IpAddr::V6(v6) => is_public_v6(v6, allow_loopback),
-    }
-}
-
-fn is_public_v4(ip: Ipv4Addr, allow_loopback: bool) -> bool {
-    if ip.is_loopback() {
-        return allow_loopback;
-    }
-    let [a, b, c, _] = ip.octets();
-    let refused = a == 0                                  // "this network", 0.0.0.0/8
-        || a == 10                                        // private
-        || (a == 100 && (64..128).contains(&b))           // shared address space (CGNAT)
-        || (a == 169 && b == 254)                         // link-local
-        || (a == 172 && (16..32).contains(&b))            // private
-        || (a == 192 && b == 0 && c == 0)                 // IETF protocol assignments
-        || (a == 192 && b == 0 && c == 2)                 // documentation (TEST-NET-1)
-        || (a == 192 && b == 88 && c == 99)               // 6to4 relay anycast
-        || (a == 192 && b == 168)                         // private
-        || (a == 198 && (b == 18 || b == 19))             // benchmarking
-        || (a == 198 && b == 51 && c == 100)              // documentation (TEST-NET-2)
-        || (a == 203 && b == 0 && c == 113)               // documentation (TEST-NET-3)
-        || a >= 224; // multicast, reserved, broadcast
-    !refused
-}
-
-fn is_public_v6(ip: Ipv6Addr, allow_loopback: bool) -> bool {
-    if ip.is_loopback() {
-        return allow_loopback;
-    }
-    let segments = ip.segments();
-    let embedded_v4 = || {
-        let [.., a, b, c, d] = ip.octets();
-        Ipv4Addr::new(a, b, c, d)
-    };
-    match segments {
-        // IPv4-mapped (::ffff:a.b.c.d) and the deprecated IPv4-compatible (::a.b.c.d) forms.
-        [0, 0, 0, 0, 0, 0xffff, _, _] | [0, 0, 0, 0, 0, 0, _, _] => {
-            !ip.is_unspecified() && is_public_v4(embedded_v4(), allow_loopback)
-        }
-        // NAT64 well-known prefix: reaches the IPv4 address it carries.
-        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => is_public_v4(embedded_v4(), allow_loopback),
-        [first, second, ..] => {
-            let global_unicast = first & 0xe000 == 0x2000;
-            // 2001::/23: IETF protocol assignments (Teredo, ORCHID...); 2001:db8::/32 and 3fff::/20:
-            // documentation; 2002::/16: 6to4.
-            let refused = (first == 0x2001 && (second < 0x0200 || second == 0x0db8))
-                || first == 0x2002
-                || (first & 0xfff0) == 0x3ff0;
-            global_unicast && !refused
-        }
-    }
-}
+pub use berth_core::net::is_public_address;
 
 /// A client described by a metadata document that passed [`parse_document`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,77 +238,6 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
-    }
-
-    #[test]
-    fn only_publicly_routable_addresses_are_fetched() {
-        for public in ["93.184.215.14", "1.1.1.1", "8.8.8.8", "172.32.0.1", "100.128.0.1", "2606:4700:4700::1111"] {
-            assert!(is_public_address(ip(public), false), "{public}");
-        }
-        for refused in [
-            // IPv4
-            "0.0.0.0",
-            "0.1.2.3",
-            "127.0.0.1",
-            "127.255.255.254",
-            "10.0.0.1",
-            "172.16.0.1",
-            "172.31.255.255",
-            "192.168.1.1",
-            "100.64.0.1",
-            "100.127.255.255",
-            "169.254.169.254",
-            "192.0.0.8",
-            "192.0.2.1",
-            "198.18.0.1",
-            "198.51.100.7",
-            "203.0.113.9",
-            "224.0.0.1",
-            "239.255.255.250",
-            "240.0.0.1",
-            "255.255.255.255",
-            // IPv6
-            "::",
-            "::1",
-            "fe80::1",
-            "febf::1",
-            "fec0::1",
-            "fc00::1",
-            "fd12:3456:789a::1",
-            "ff02::1",
-            "ff0e::1",
-            "2001:db8::1",
-            "2001::1",
-            "2001:0010::1",
-            "2002:c0a8:0101::1",
-            "100::1",
-            "3fff::1",
-            "64:ff9b:1::1",
-            // IPv4 carried in IPv6
-            "::ffff:127.0.0.1",
-            "::ffff:10.1.2.3",
-            "::ffff:169.254.169.254",
-            "::ffff:0.0.0.0",
-            "::127.0.0.1",
-            "::10.0.0.1",
-            "64:ff9b::10.0.0.1",
-            "64:ff9b::7f00:1",
-        ] {
-            assert!(!is_public_address(ip(refused), false), "{refused}");
-        }
-        assert!(is_public_address(ip("::ffff:8.8.8.8"), false), "a mapped public IPv4 address is public");
-        assert!(is_public_address(ip("64:ff9b::8.8.8.8"), false), "NAT64 of a public address is public");
-    }
-
-    #[test]
-    fn the_test_relaxation_admits_loopback_and_nothing_else() {
-        for loopback in ["127.0.0.1", "127.3.2.1", "::1", "::ffff:127.0.0.1"] {
-            assert!(!is_public_address(ip(loopback), false), "{loopback}");
-            assert!(is_public_address(ip(loopback), true), "{loopback}");
-        }
-        for still_refused in ["10.0.0.1", "192.168.0.1", "169.254.169.254", "0.0.0.0", "::", "fe80::1", "fc00::1"] {
-            assert!(!is_public_address(ip(still_refused), true), "{still_refused}");
-        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod backend;
 pub mod error;
 pub mod ids;
 pub mod model;
+pub mod net;
 pub mod scope;
 pub mod sealed;
 pub mod server;
