@@ -96,6 +96,7 @@ fn berth(args: &Args, wasm: bool) -> anyhow::Result<()> {
         wasm_max_memory_mb: 64,
         wasm_call_timeout_ms: 10_000,
         wasm_max_instances: args.wasm_instances,
+        wasm_egress_private_networks: Vec::new(),
         containers: Default::default(),
         fail_closed_after_secs: 60,
         quota_nodes: 1,

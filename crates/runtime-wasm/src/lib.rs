@@ -53,6 +53,10 @@ pub struct WasmSettings {
     /// Instances that may exist at once (pooling-allocator slots); further calls wait for a
     /// slot, within their time limit.
     pub max_instances: u32,
+    /// Networks that are not publicly routable (loopback, private, link-local, ...) which
+    /// guests may still reach when a host on their allowlist resolves there. Empty by default:
+    /// guests reach public addresses only.
+    pub egress_private_networks: Vec<berth_core::net::IpNetwork>,
 }
 
 impl Default for WasmSettings {
@@ -63,6 +67,7 @@ impl Default for WasmSettings {
             call_timeout: Duration::from_secs(10),
             max_output_bytes: 4 * 1024 * 1024,
             max_instances: 256,
+            egress_private_networks: Vec::new(),
         }
     }
 }
@@ -76,7 +81,8 @@ pub struct ServerSpec {
     /// Values for `config.secret` (never logged).
     pub secrets: BTreeMap<String, String>,
     /// Hosts outbound `wasi:http` requests may reach: `api.example.com`, `127.0.0.1`, or
-    /// `*.example.com` for its subdomains.
+    /// `*.example.com` for its subdomains; at public addresses only, unless the runtime's
+    /// [`WasmSettings::egress_private_networks`] include the address.
     pub egress: Vec<String>,
 }
 

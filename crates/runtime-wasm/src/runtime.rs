@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use berth_core::backend::{Backend, BoxFuture, Notice, Peer, PeerError, ServerDescription};
+use berth_core::net::IpNetwork;
 use berth_protocol::Era;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -36,6 +37,8 @@ pub(crate) struct RuntimeInner {
     /// Components by SHA-256, while something (a server, a catalog) holds them.
     loaded: Mutex<HashMap<String, Weak<LoadedComponent>>>,
     pub(crate) usage: Usage,
+    /// `settings.egress_private_networks`, shared by every server's allowlist.
+    pub(crate) private_networks: Arc<[IpNetwork]>,
     compile_cache: Option<Cache>,
     _ticker: Ticker,
 }
@@ -135,8 +138,10 @@ impl WasmRuntime {
             slots: Arc::new(Semaphore::new(slots)),
             metrics: CallMetrics::default(),
         };
+        let private_networks = Arc::from(settings.egress_private_networks.as_slice());
         Ok(Self {
             inner: Arc::new(RuntimeInner {
+                private_networks,
                 settings,
                 executor,
                 linker,

@@ -89,7 +89,7 @@ impl std::fmt::Debug for WasmServer {
 
 impl WasmServer {
     pub(crate) fn new(runtime: Arc<RuntimeInner>, component: Arc<LoadedComponent>, spec: ServerSpec) -> Self {
-        let egress = Arc::new(Allowlist::new(&spec.egress));
+        let egress = Arc::new(Allowlist::new(&spec.egress, runtime.private_networks.clone()));
         let description = component.description();
         Self {
             inner: Arc::new(ServerInner {

@@ -49,6 +49,7 @@ fn settings() -> WasmSettings {
         call_timeout: TIMEOUT,
         max_output_bytes: OUTPUT,
         max_instances: 8,
+        egress_private_networks: Vec::new(),
     }
 }
 
@@ -62,7 +63,10 @@ async fn load(runtime: &WasmRuntime) -> Arc<LoadedComponent> {
 }
 
 async fn hostile_server(spec: ServerSpec) -> (WasmRuntime, Arc<WasmServer>) {
-    let runtime = runtime();
+    hostile_server_in(runtime(), spec).await
+}
+
+async fn hostile_server_in(runtime: WasmRuntime, spec: ServerSpec) -> (WasmRuntime, Arc<WasmServer>) {
     let component = load(&runtime).await;
     let server = runtime.wasm_server(component, spec);
     (runtime, server)
@@ -343,15 +347,18 @@ async fn a_flood_of_stdout_is_captured_within_bounds() {
     assert_eq!(text(&result), "shouted");
 }
 
-/// A loopback HTTP server answering `hello` to every request, counting connections.
-async fn local_http() -> (u16, Arc<AtomicUsize>) {
+/// A loopback HTTP server answering `hello` to every request, counting connections and keeping
+/// the head of each request it read.
+async fn local_http() -> (u16, Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let connections = Arc::new(AtomicUsize::new(0));
-    let seen = connections.clone();
+    let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (seen, kept) = (connections.clone(), heads.clone());
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
             seen.fetch_add(1, Ordering::SeqCst);
+            let kept = kept.clone();
             tokio::spawn(async move {
                 let mut request = Vec::new();
                 let mut buffer = [0u8; 1024];
@@ -361,17 +368,18 @@ async fn local_http() -> (u16, Arc<AtomicUsize>) {
                         Ok(n) => request.extend_from_slice(&buffer[..n]),
                     }
                 }
+                kept.lock().unwrap().push(String::from_utf8_lossy(&request).into_owned());
                 let _ =
                     socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello").await;
             });
         }
     });
-    (port, connections)
+    (port, connections, heads)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn egress_to_a_host_off_the_allowlist_is_refused() {
-    let (port, connections) = local_http().await;
+    let (port, connections, _) = local_http().await;
     let spec = ServerSpec { egress: vec!["api.example.com".into(), "*.example.org".into()], ..ServerSpec::default() };
     let (_runtime, server) = hostile_server(spec).await;
     let result = call(&server, "egress", json!({"url": format!("http://127.0.0.1:{port}/")})).await.unwrap();
@@ -382,13 +390,55 @@ async fn egress_to_a_host_off_the_allowlist_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn egress_to_an_allowed_host_goes_through() {
-    let (port, connections) = local_http().await;
-    let spec = ServerSpec { egress: vec!["127.0.0.1".into()], ..ServerSpec::default() };
+async fn egress_to_an_allowed_host_at_a_non_public_address_is_refused() {
+    let (port, connections, _) = local_http().await;
+    // The tenant's allowlist names loopback, directly and through names; the operator named no
+    // private network, so none of it is reached.
+    let spec = ServerSpec {
+        egress: vec!["127.0.0.1".into(), "localhost".into(), "[::ffff:127.0.0.1]".into()],
+        ..ServerSpec::default()
+    };
     let (_runtime, server) = hostile_server(spec).await;
+    for url in [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://localhost:{port}/"),
+        format!("http://[::ffff:127.0.0.1]:{port}/"),
+        format!("https://localhost:{port}/"),
+    ] {
+        let result = call(&server, "egress", json!({ "url": url })).await.unwrap();
+        assert!(text(&result).contains("DestinationIpProhibited"), "{url}: {}", text(&result));
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 0, "a refused request reached the listener");
+    assert_still_fine(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_to_an_allowed_host_goes_through() {
+    let (port, connections, heads) = local_http().await;
+    let spec = ServerSpec { egress: vec!["127.0.0.1".into()], ..ServerSpec::default() };
+    // Loopback is reachable only because the operator names it.
+    let runtime =
+        WasmRuntime::new(WasmSettings { egress_private_networks: vec!["127.0.0.1/32".parse().unwrap()], ..settings() })
+            .expect("runtime");
+    let (_runtime, server) = hostile_server_in(runtime, spec).await;
     let result = call(&server, "egress", json!({"url": format!("http://127.0.0.1:{port}/hi")})).await.unwrap();
     assert_eq!(text(&result), "status 200: hello");
     assert_eq!(connections.load(Ordering::SeqCst), 1);
+    let head = heads.lock().unwrap()[0].to_ascii_lowercase();
+    assert!(head.starts_with("get /hi http/1.1\r\n"), "{head}");
+    assert!(head.contains(&format!("\r\nhost: 127.0.0.1:{port}\r\n")), "{head}");
+
+    // https goes through TLS: a listener answering plain HTTP at once fails the handshake.
+    let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plain_port = plain.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = plain.accept().await {
+            let _ = socket.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n").await;
+        }
+    });
+    let result = call(&server, "egress", json!({"url": format!("https://127.0.0.1:{plain_port}/")})).await.unwrap();
+    assert_eq!(text(&result), "error: ErrorCode::TlsProtocolError");
+    assert_still_fine(&server).await;
 }
 
 #[tokio::test]

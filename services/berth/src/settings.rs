@@ -64,6 +64,12 @@ pub struct Settings {
     /// reserving its linear memories' address space up front; further calls wait for a slot
     /// (`BERTH_WASM_MAX_INSTANCES`).
     pub wasm_max_instances: u32,
+    /// Networks that are not publicly routable which WASM guests may still reach when a host
+    /// on their server version's egress allowlist resolves there
+    /// (`BERTH_WASM_EGRESS_PRIVATE_NETWORKS`, comma-separated CIDR, such as `10.20.0.0/16`;
+    /// default none: guests reach public addresses only).
+    #[serde(default, deserialize_with = "networks")]
+    pub wasm_egress_private_networks: Vec<berth_core::net::IpNetwork>,
     /// The container runtime (`[containers]` in the config file; the Docker socket also from
     /// `DOCKER_HOST`). A node whose Docker daemon does not answer at start serves no containers.
     #[serde(default)]
@@ -87,6 +93,25 @@ pub struct Settings {
     /// Other non-public addresses stay refused.
     #[serde(default)]
     pub oauth_cimd_allow_loopback: bool,
+}
+
+/// A list of networks from a comma-separated string (an environment variable) or a TOML array.
+fn networks<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<berth_core::net::IpNetwork>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Networks {
+        Text(String),
+        List(Vec<String>),
+    }
+    let entries = match Networks::deserialize(deserializer)? {
+        Networks::Text(text) => text.split(',').map(str::to_owned).collect(),
+        Networks::List(list) => list,
+    };
+    entries
+        .iter()
+        .filter(|entry| !entry.trim().is_empty())
+        .map(|entry| entry.parse().map_err(serde::de::Error::custom))
+        .collect()
 }
 
 fn default_quota_nodes() -> u32 {
@@ -233,5 +258,26 @@ mod tests {
             let error = Settings::load(&Overrides { config_file: Some(path), ..Overrides::default() }).unwrap_err();
             assert!(error.to_string().contains("BERTH_WASM_MAX_INSTANCES must be 1-4096"), "{error:#}");
         }
+    }
+
+    #[test]
+    fn wasm_egress_private_networks_are_none_unless_configured() {
+        if std::env::var_os("BERTH_WASM_EGRESS_PRIVATE_NETWORKS").is_none() {
+            assert!(load_toml("").wasm_egress_private_networks.is_empty());
+        }
+        let shown = |settings: Settings| {
+            settings.wasm_egress_private_networks.iter().map(ToString::to_string).collect::<Vec<_>>()
+        };
+        // As an environment variable gives it: one comma-separated string.
+        assert_eq!(
+            shown(load_toml("wasm_egress_private_networks = \"10.20.0.0/16, 127.0.0.1,\"\n")),
+            ["10.20.0.0/16", "127.0.0.1/32"]
+        );
+        assert_eq!(shown(load_toml("wasm_egress_private_networks = [\"fd00::/8\"]\n")), ["fd00::/8"]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, "wasm_egress_private_networks = \"10.0.0.0/8,internal.example\"\n").unwrap();
+        let error = Settings::load(&Overrides { config_file: Some(path), ..Overrides::default() }).unwrap_err();
+        assert!(format!("{error:#}").contains("\"internal.example\" is not an IP network"), "{error:#}");
     }
 }

@@ -312,7 +312,9 @@ pub(crate) struct PublishQuery {
     /// Make the new version active (default true).
     pub(crate) activate: Option<bool>,
     /// `wasm` only: comma-separated hosts the guest may reach over `wasi:http`
-    /// (`api.example.com`, `*.example.com`, IP literals). Default: none.
+    /// (`api.example.com`, `*.example.com`, IP literals). Default: none. A host is reached only
+    /// at public addresses, unless the operator lets guests reach a private network
+    /// (`BERTH_WASM_EGRESS_PRIVATE_NETWORKS`).
     pub(crate) egress: Option<String>,
 }
 
