@@ -14,12 +14,16 @@
 //! rebinding) cannot swap them. Without this, a tenant could list a name of its own that
 //! resolves to `127.0.0.1` and reach what listens there: Berth's API, its PostgreSQL, other
 //! tenants' containers' published ports.
+//!
+//! Cost is bounded: a call may send [`MAX_REQUESTS_PER_CALL`] requests, and the process keeps at
+//! most [`MAX_CONNECTIONS`] outbound connections open for all guests together; past either, a
+//! request fails with `ConnectionLimitReached` without connecting.
 
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -28,8 +32,17 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// Outbound requests one call may send (each its own connection).
+pub(crate) const MAX_REQUESTS_PER_CALL: u32 = 64;
+/// Outbound connections open at once in the process, for every guest together: a request holds
+/// one from before it connects until its connection closes.
+pub(crate) const MAX_CONNECTIONS: usize = 512;
+
+static CONNECTIONS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(MAX_CONNECTIONS)));
 
 /// A server version's egress allowlist, with the non-public networks the operator lets every
 /// guest reach.
@@ -89,11 +102,24 @@ pub(crate) struct EgressHooks {
     allowlist: Arc<Allowlist>,
     /// Upper bound for each of the connect, first-byte and between-bytes timeouts.
     timeout: Duration,
+    /// Requests this call has sent.
+    sent: u32,
 }
 
 impl EgressHooks {
     pub(crate) fn new(allowlist: Arc<Allowlist>, timeout: Duration) -> Self {
-        Self { allowlist, timeout }
+        Self { allowlist, timeout, sent: 0 }
+    }
+
+    /// Counts a request against the call's share and takes one of `connections`; refuses it
+    /// when either is used up.
+    fn admit(&mut self, connections: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, &'static str> {
+        if self.sent >= MAX_REQUESTS_PER_CALL {
+            return Err("call");
+        }
+        let permit = connections.clone().try_acquire_owned().map_err(|_| "process")?;
+        self.sent += 1;
+        Ok(permit)
     }
 
     fn bounded(&self, options: Option<RequestOptions>) -> Timeouts {
@@ -138,9 +164,17 @@ impl WasiHttpHooks for EgressHooks {
             metrics::counter!("berth_wasm_egress_denied_total", "reason" => "host").increment(1);
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
+        let permit = match self.admit(&CONNECTIONS) {
+            Ok(permit) => permit,
+            Err(limit) => {
+                tracing::debug!(host = %host, limit, "outbound request refused: too many requests");
+                metrics::counter!("berth_wasm_egress_denied_total", "reason" => "limit").increment(1);
+                return Box::new(async { Err(HttpError::ConnectionLimitReached) });
+            }
+        };
         let timeouts = self.bounded(options);
         let allowlist = self.allowlist.clone();
-        Box::new(send(request, timeouts, allowlist))
+        Box::new(send(request, timeouts, allowlist, permit))
     }
 }
 
@@ -182,8 +216,14 @@ impl Target {
     }
 }
 
-/// Sends `request` to checked addresses of its host, over HTTP/1.1 (with TLS for `https`).
-async fn send(mut request: http::Request<WasiBody>, timeouts: Timeouts, allowlist: Arc<Allowlist>) -> SendResult {
+/// Sends `request` to checked addresses of its host, over HTTP/1.1 (with TLS for `https`),
+/// holding `permit` until the connection closes.
+async fn send(
+    mut request: http::Request<WasiBody>,
+    timeouts: Timeouts,
+    allowlist: Arc<Allowlist>,
+    permit: OwnedSemaphorePermit,
+) -> SendResult {
     let target = Target::of(request.uri())?;
     let addrs =
         tokio::time::timeout(timeouts.connect, target.addresses()).await.map_err(|_| HttpError::DnsTimeout)??;
@@ -245,6 +285,7 @@ async fn send(mut request: http::Request<WasiBody>, timeouts: Timeouts, allowlis
         http_body_util::BodyExt::boxed_unsync(body)
     });
     let io: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send> = Box::new(async move {
+        let _permit = permit;
         match connection {
             Some(io) => io.await.map_err(hyper_error),
             None => Ok(()),
@@ -385,6 +426,27 @@ mod tests {
         let zero =
             hooks.bounded(Some(RequestOptions { between_bytes_timeout: Some(Duration::ZERO), ..Default::default() }));
         assert_eq!(zero.between_bytes, Duration::from_millis(1));
+    }
+
+    #[test]
+    fn requests_are_bounded_per_call_and_per_process() {
+        let connections = Arc::new(Semaphore::new(2));
+        let mut first = EgressHooks::new(Arc::new(Allowlist::default()), Duration::from_secs(1));
+        let mut second = EgressHooks::new(Arc::new(Allowlist::default()), Duration::from_secs(1));
+        let held = first.admit(&connections).unwrap();
+        let _also = second.admit(&connections).unwrap();
+        assert_eq!(first.admit(&connections).unwrap_err(), "process", "the process's connections are all taken");
+        drop(held);
+        let _again = first.admit(&connections).unwrap();
+        assert_eq!(first.sent, 2, "a refused request is not counted");
+
+        let plenty = Arc::new(Semaphore::new(1_000));
+        let mut call = EgressHooks::new(Arc::new(Allowlist::default()), Duration::from_secs(1));
+        for _ in 0..MAX_REQUESTS_PER_CALL {
+            drop(call.admit(&plenty).unwrap());
+        }
+        assert_eq!(call.admit(&plenty).unwrap_err(), "call", "the call's share is used up");
+        assert_eq!(plenty.available_permits(), 1_000);
     }
 
     #[test]

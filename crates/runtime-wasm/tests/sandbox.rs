@@ -441,6 +441,26 @@ async fn egress_to_an_allowed_host_goes_through() {
     assert_still_fine(&server).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_sends_a_bounded_number_of_requests() {
+    let (port, connections, _) = local_http().await;
+    let spec = ServerSpec { egress: vec!["127.0.0.1".into()], ..ServerSpec::default() };
+    let runtime = WasmRuntime::new(WasmSettings {
+        egress_private_networks: vec!["127.0.0.1/32".parse().unwrap()],
+        call_timeout: Duration::from_secs(5),
+        ..settings()
+    })
+    .expect("runtime");
+    let (_runtime, server) = hostile_server_in(runtime, spec).await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let result = call(&server, "swarm", json!({"url": url, "count": "80"})).await.unwrap();
+    assert_eq!(text(&result), "64 answered; 16 x error: ErrorCode::ConnectionLimitReached");
+    assert_eq!(connections.load(Ordering::SeqCst), 64);
+    // The share is per call.
+    let result = call(&server, "swarm", json!({"url": url, "count": "3"})).await.unwrap();
+    assert_eq!(text(&result), "3 answered; ");
+}
+
 #[tokio::test]
 async fn each_server_sees_only_its_own_config_and_secrets() {
     let runtime = runtime();

@@ -9,6 +9,7 @@
 //! - `trap`: panics, which aborts (`unreachable`);
 //! - `huge`: returns a 16 MiB result (bounded by the output limit);
 //! - `egress`: `{"url": "..."}`, an outgoing `wasi:http` GET; returns the status or the error;
+//! - `swarm`: `{"url": "...", "count": "N"}`, N such GETs started at once, then awaited;
 //! - `config`: `{"key": "..."}`, returns this server's `config.get(key)` and `config.secret(key)`;
 //! - `snoop`: tries the environment, arguments and filesystem, and reports what it saw;
 //! - `remember`: `{"value": "..."}`, stores a value in a static and returns the previous one
@@ -47,6 +48,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("trap", "Panics."),
     ("huge", "Returns a 16 MiB result."),
     ("egress", "GETs `url` through wasi:http."),
+    ("swarm", "Starts `count` GETs of `url` at once."),
     ("config", "Returns config.get(key) and config.secret(key)."),
     ("snoop", "Looks for the host's environment, arguments and files."),
     ("remember", "Stores `value` in a static, returns the previous one."),
@@ -223,15 +225,23 @@ fn huge(len: usize) -> String {
 }
 
 fn egress(url: &str) -> String {
+    match send(url) {
+        Ok(future) => answer(&future),
+        Err(e) => e,
+    }
+}
+
+/// Starts a GET of `url`.
+fn send(url: &str) -> Result<wasip2::http::types::FutureIncomingResponse, String> {
     use wasip2::http::outgoing_handler;
-    use wasip2::http::types::{Fields, IncomingBody, Method, OutgoingRequest, Scheme};
+    use wasip2::http::types::{Fields, Method, OutgoingRequest, Scheme};
 
     let (scheme, rest) = if let Some(rest) = url.strip_prefix("http://") {
         (Scheme::Http, rest)
     } else if let Some(rest) = url.strip_prefix("https://") {
         (Scheme::Https, rest)
     } else {
-        return format!("error: unsupported url {url}");
+        return Err(format!("error: unsupported url {url}"));
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -243,12 +253,15 @@ fn egress(url: &str) -> String {
         || request.set_authority(Some(authority)).is_err()
         || request.set_path_with_query(Some(path)).is_err()
     {
-        return "error: invalid request".to_owned();
+        return Err("error: invalid request".to_owned());
     }
-    let future = match outgoing_handler::handle(request, None) {
-        Ok(future) => future,
-        Err(e) => return format!("error: {e:?}"),
-    };
+    outgoing_handler::handle(request, None).map_err(|e| format!("error: {e:?}"))
+}
+
+/// Waits for the response of `future` and reads its body (up to 1 MiB).
+fn answer(future: &wasip2::http::types::FutureIncomingResponse) -> String {
+    use wasip2::http::types::IncomingBody;
+
     future.subscribe().block();
     let response = match future.get() {
         Some(Ok(Ok(response))) => response,
@@ -270,6 +283,29 @@ fn egress(url: &str) -> String {
         let _ = IncomingBody::finish(incoming);
     }
     format!("status {status}: {}", String::from_utf8_lossy(&body))
+}
+
+/// Starts `count` GETs of `url` at once, then waits for them all; reports how many were
+/// answered and each distinct error with how often it occurred.
+fn swarm(url: &str, count: usize) -> String {
+    let started: Vec<_> = (0..count).map(|_| send(url)).collect();
+    let mut answered = 0;
+    let mut errors: Vec<(String, usize)> = Vec::new();
+    for outcome in started {
+        let result = match outcome {
+            Ok(future) => answer(&future),
+            Err(e) => e,
+        };
+        if result.starts_with("status") {
+            answered += 1;
+        } else if let Some(seen) = errors.iter_mut().find(|(e, _)| *e == result) {
+            seen.1 += 1;
+        } else {
+            errors.push((result, 1));
+        }
+    }
+    let errors: Vec<String> = errors.iter().map(|(e, n)| format!("{n} x {e}")).collect();
+    format!("{answered} answered; {}", errors.join("; "))
 }
 
 fn snoop() -> String {
@@ -333,6 +369,11 @@ impl Guest for Hostile {
             "egress" => {
                 let url = string_arg(&arguments, "url").ok_or_else(|| Error::InvalidParams("missing url".into()))?;
                 Ok(text(&egress(&url)))
+            }
+            "swarm" => {
+                let url = string_arg(&arguments, "url").ok_or_else(|| Error::InvalidParams("missing url".into()))?;
+                let count = string_arg(&arguments, "count").and_then(|c| c.parse().ok()).unwrap_or(1);
+                Ok(text(&swarm(&url, count)))
             }
             "config" => {
                 let key = string_arg(&arguments, "key").ok_or_else(|| Error::InvalidParams("missing key".into()))?;
