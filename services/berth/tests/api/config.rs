@@ -82,3 +82,15 @@ async fn wasm_versions_carry_a_validated_egress_allowlist() {
         .await;
     container.assert_problem(400);
 }
+
+#[test]
+fn the_wasm_runtime_gets_the_operators_private_networks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = crate::helpers::test_settings();
+    settings.data_dir = dir.path().to_path_buf();
+    let runtime = berth::startup::wasm_runtime(&settings).unwrap();
+    assert!(runtime.settings().egress_private_networks.is_empty(), "none unless configured");
+    settings.wasm_egress_private_networks = vec!["10.20.0.0/16".parse().unwrap(), "fd00::/8".parse().unwrap()];
+    let runtime = berth::startup::wasm_runtime(&settings).unwrap();
+    assert_eq!(runtime.settings().egress_private_networks, settings.wasm_egress_private_networks);
+}
