@@ -37,10 +37,10 @@ use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 /// Outbound requests one call may send (each its own connection).
-pub(crate) const MAX_REQUESTS_PER_CALL: u32 = 64;
+const MAX_REQUESTS_PER_CALL: u32 = 64;
 /// Outbound connections open at once in the process, for every guest together: a request holds
 /// one from before it connects until its connection closes.
-pub(crate) const MAX_CONNECTIONS: usize = 512;
+const MAX_CONNECTIONS: usize = 512;
 
 static CONNECTIONS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(MAX_CONNECTIONS)));
 
@@ -53,10 +53,13 @@ pub(crate) struct Allowlist {
     private_networks: Arc<[IpNetwork]>,
 }
 
+/// `host` without the brackets of an IPv6 literal (`[::1]` is `::1`).
+fn unbracket(host: &str) -> &str {
+    host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
+}
+
 fn normalize(host: &str) -> String {
-    let host = host.trim().trim_end_matches('.');
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
-    host.to_ascii_lowercase()
+    unbracket(host.trim().trim_end_matches('.')).to_ascii_lowercase()
 }
 
 impl Allowlist {
@@ -193,8 +196,7 @@ impl Target {
             _ => return Err(HttpError::HttpProtocolError),
         };
         let authority = uri.authority().ok_or(HttpError::HttpRequestUriInvalid)?;
-        let host = authority.host();
-        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host).to_owned();
+        let host = unbracket(authority.host()).to_owned();
         let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
         Ok(Self { host, port, tls })
     }
