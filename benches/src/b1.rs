@@ -52,6 +52,10 @@ pub(crate) struct Args {
     /// space of the default 256).
     #[arg(long)]
     callgrind: bool,
+    /// The WASM server's `wasm_ready_instances` (Berth's default 32; 0 makes every call
+    /// instantiate on its own request path).
+    #[arg(long, default_value_t = 32)]
+    wasm_ready: u32,
 }
 
 /// Which Berth backends B1 runs.
@@ -241,6 +245,9 @@ pub(crate) async fn run(args: &Args, pinning: &Pinning, header: &str) -> anyhow:
     };
     let serve_berth = |kind: &str, name: &str| {
         let mut argv = vec![kind.to_owned(), "--admin-token".into(), admin_token.clone()];
+        if kind == "berth-wasm" {
+            argv.extend(["--wasm-ready".into(), args.wasm_ready.to_string()]);
+        }
         if counted && kind == "berth-wasm" {
             // Valgrind cannot map the address space 256 slots reserve (4 GiB and a guard per
             // linear memory); four do, and the calls of 32 sessions then queue for them, as
@@ -486,6 +493,9 @@ pub(crate) async fn run(args: &Args, pinning: &Pinning, header: &str) -> anyhow:
     println!("\nB1 tools/call: Berth (WASM and fixture backends) vs (b) rmcp direct vs (a) actix-web echo");
     println!("{header}");
     println!("load average at the start of each round: {}", loads.join(" | "));
+    if with_wasm {
+        println!("WASM server: wasm_ready_instances {}", args.wasm_ready);
+    }
     println!(
         "rounds: {} (medians), calls/session: {} at 1 session, {} at {sessions}; sessions opened by rmcp's client (protocol {version}); timed MCP calls sent by {}; request body {} B for (a)",
         args.rounds,

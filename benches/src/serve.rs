@@ -51,6 +51,9 @@ pub(crate) struct Args {
     /// Berth WASM: `wasm_max_instances`, the instance pool's slots.
     #[arg(long, default_value_t = 256)]
     wasm_instances: u32,
+    /// Berth WASM: `wasm_ready_instances`, instances made ahead of calls (0: none).
+    #[arg(long, default_value_t = 32)]
+    wasm_ready: u32,
     /// Berth: the platform admin token.
     #[arg(long, default_value = "berth_admin_bench")]
     admin_token: String,
@@ -96,6 +99,7 @@ fn berth(args: &Args, wasm: bool) -> anyhow::Result<()> {
         wasm_max_memory_mb: 64,
         wasm_call_timeout_ms: 10_000,
         wasm_max_instances: args.wasm_instances,
+        wasm_ready_instances: args.wasm_ready,
         wasm_egress_private_networks: Vec::new(),
         containers: Default::default(),
         fail_closed_after_secs: 60,

@@ -79,7 +79,9 @@ async fn whole_call(bytes: &[u8]) {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(bytes))
     };
-    let wasm = WasmRuntime::new(WasmSettings::default()).unwrap();
+    // Calls back to back, each instantiating on its own path: an instance made ahead (B1 runs
+    // with them) would race the next call here and hide instantiation in some calls only.
+    let wasm = WasmRuntime::new(WasmSettings { ready_instances: 0, ..WasmSettings::default() }).unwrap();
     let component = wasm.load(&sha, bytes).await.unwrap();
     let guest: Arc<dyn Backend> = wasm.server(component, ServerSpec::default());
     let native: Arc<dyn Backend> = Arc::new(FixtureBackend::new());

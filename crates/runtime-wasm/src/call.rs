@@ -5,19 +5,22 @@
 //! ([`Failure::TimedOut`], [`Failure::OutOfMemory`], [`Failure::Crashed`]); or Berth cannot run
 //! it ([`Failure::Busy`], [`Failure::Unavailable`]). Nothing a guest does panics the host.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime::component::{ComponentExportIndex, InstancePre};
+use wasmtime::component::{ComponentExportIndex, Instance, InstancePre};
 use wasmtime::{Engine, Store, Trap};
 
-use crate::CallStats;
 use crate::bindings::{McpServerPre, SERVER_INTERFACE, types};
-use crate::store::{CallContext, CallState, StoreLimits, new_store};
+use crate::egress::Allowlist;
+use crate::store::{CallContext, CallState, StoreLimits, new_store, no_client};
+use crate::{CallStats, ReadyStats, ServerSpec};
 
 /// The export a call invokes, with its arguments.
 #[derive(Debug, Clone, PartialEq)]
@@ -211,23 +214,40 @@ pub(crate) struct Executor {
     pub(crate) limits: StoreLimits,
     /// One permit per pooling slot: calls wait for a slot instead of failing.
     pub(crate) slots: Arc<Semaphore>,
+    /// Fresh instances made ahead of calls.
+    pub(crate) ready: ReadyInstances,
     /// Each export's CPU and wall-time histograms.
     pub(crate) metrics: CallMetrics,
 }
 
+/// Which server a call belongs to, for the instance made ahead of its next call. Load-time
+/// `info()` calls belong to none.
+pub(crate) type ServerId = u64;
+
+/// What a server's next instance is made of.
+struct Refill {
+    server: ServerId,
+    pre: InstancePre<CallState>,
+    spec: Arc<ServerSpec>,
+    egress: Arc<Allowlist>,
+}
+
 impl Executor {
     /// Runs `call` in a fresh instance of `guest` for `context`, measuring its CPU and wall time.
+    /// For a `server`'s call, the instance may have been made ahead of the call; its making is
+    /// counted in the call's CPU time.
     pub(crate) async fn run(
-        &self,
+        self: &Arc<Self>,
         guest: &Guest,
         context: CallContext,
         call: Export,
+        server: Option<ServerId>,
     ) -> (Result<Answer, Failure>, CallStats) {
         let started = Instant::now();
         let export = call.export();
         let histograms = self.metrics.of(&call);
-        let (outcome, cpu) = Metered::new(self.run_unmetered(guest, context, call)).await;
-        let stats = CallStats { cpu, wall: started.elapsed() };
+        let ((outcome, ahead), cpu) = Metered::new(self.run_unmetered(guest, context, call, server)).await;
+        let stats = CallStats { cpu: cpu.saturating_add(ahead), wall: started.elapsed() };
         histograms.cpu.record(stats.cpu.as_secs_f64());
         histograms.wall.record(stats.wall.as_secs_f64());
         if let Err(failure) = &outcome {
@@ -243,16 +263,40 @@ impl Executor {
         (outcome, stats)
     }
 
-    async fn run_unmetered(&self, guest: &Guest, context: CallContext, call: Export) -> Result<Answer, Failure> {
+    /// The call, and the CPU time spent making its instance ahead of it.
+    async fn run_unmetered(
+        self: &Arc<Self>,
+        guest: &Guest,
+        context: CallContext,
+        call: Export,
+        server: Option<ServerId>,
+    ) -> (Result<Answer, Failure>, Duration) {
         let timeout = self.limits.call_timeout;
-        let slot = match tokio::time::timeout(timeout, self.slots.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) | Err(_) => return Err(Failure::Busy),
+        let refill = server.filter(|_| self.ready.enabled()).map(|server| Refill {
+            server,
+            pre: guest.pre.clone(),
+            spec: context.spec.clone(),
+            egress: context.egress.clone(),
+        });
+        let ready = server.and_then(|server| self.ready.take(server));
+        let ahead = ready.as_ref().map_or(Duration::ZERO, |ready| ready.cpu);
+        let (mut store, instance, slot) = match ready.and_then(|ready| ready.made) {
+            Some(Made { mut store, instance, slot }) => {
+                store.data_mut().attach(context.peer);
+                store.set_epoch_deadline(1);
+                (store, Some(instance), slot)
+            }
+            None => {
+                let Some(slot) = self.slot().await else { return (Err(Failure::Busy), ahead) };
+                (new_store(&self.engine, self.limits, context), None, slot)
+            }
         };
-        let mut store = new_store(&self.engine, self.limits, context);
         // The epoch deadline interrupts a guest that computes; this timeout also ends a call
         // blocked in the host (an outgoing request, a client that does not answer).
-        let result = tokio::time::timeout(timeout, invoke(&mut store, guest, call)).await;
+        let result = tokio::time::timeout(timeout, invoke(&mut store, guest, instance, call)).await;
+        // The next instance is made only after one was made and ran: a guest that cannot be
+        // instantiated, or that timed out, does not cost a second attempt per call.
+        let refill = refill.filter(|_| matches!(result, Ok(Ok(_) | Err(Stage::Call(_)))));
         let state = store.data();
         let (stdout, stderr) = state.stdio();
         if !stdout.is_empty() || !stderr.is_empty() {
@@ -270,29 +314,182 @@ impl Executor {
             }
             Ok(Err(Stage::Instantiate(e) | Stage::Call(e))) => Err(classify(&e, state, self.limits)),
         };
-        release(store, slot);
-        outcome
+        self.release(store, slot, refill);
+        (outcome, ahead)
+    }
+
+    /// A slot for a call, within the call's time limit. When none is free, an instance made
+    /// ahead of some server's next call gives its slot up first: those never make a call wait.
+    async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        self.ready.evict_oldest();
+        match tokio::time::timeout(self.limits.call_timeout, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Some(permit),
+            Ok(Err(_)) | Err(_) => None,
+        }
+    }
+
+    /// Tears a call's instance down after its answer is on its way, then makes the server's
+    /// next instance if it has none ready.
+    ///
+    /// Dropping the store resets the slot's linear memory and returns it to the pool (about
+    /// 10 µs through the HTTP path, B1), which the client need not wait for: a task on the same
+    /// runtime does it once the tasks already woken (the one sending the answer among them)
+    /// have run. The slot stays taken until then, so the pool never hands out more instances
+    /// than it has. Outside a runtime the store is dropped at once and nothing is made ahead.
+    fn release(self: &Arc<Self>, store: Store<CallState>, slot: OwnedSemaphorePermit, refill: Option<Refill>) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let executor = self.clone();
+                runtime.spawn(async move {
+                    tokio::task::yield_now().await;
+                    drop(store);
+                    drop(slot);
+                    if let Some(refill) = refill {
+                        executor.make_ready(refill).await;
+                    }
+                });
+            }
+            Err(_) => {
+                drop(store);
+                drop(slot);
+            }
+        }
+    }
+
+    /// Makes a fresh instance for `refill.server`'s next call, if it has none and a slot is free
+    /// (never waiting for one). It gets the server's spec and egress allowlist and no client
+    /// until a call attaches its own; instantiation runs under the call time limit.
+    async fn make_ready(&self, refill: Refill) {
+        let Refill { server, pre, spec, egress } = refill;
+        if !self.ready.wants(server) {
+            return;
+        }
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else { return };
+        let mut store = new_store(&self.engine, self.limits, CallContext { peer: no_client(), spec, egress });
+        let instantiate = tokio::time::timeout(self.limits.call_timeout, pre.instantiate_async(&mut store));
+        let (made, cpu) = Metered::new(instantiate).await;
+        let made = match made {
+            Ok(Ok(instance)) => Some(Made { store, instance, slot }),
+            // The next call makes its own instance and reports what goes wrong; it is also
+            // billed for this attempt, so a guest cannot burn CPU here unaccounted.
+            Ok(Err(_)) | Err(_) => {
+                drop(store);
+                drop(slot);
+                None
+            }
+        };
+        self.ready.put(Ready { server, made, cpu });
     }
 }
 
-/// Tears a call's instance down after its answer is on its way. Dropping the store resets the
-/// slot's linear memory and returns it to the pool (about 10 µs through the HTTP path, B1),
-/// which the client need not wait for: a task on the same runtime does it once the tasks
-/// already woken (the one sending the answer among them) have run. The slot stays taken until
-/// then, so the pool never hands out more instances than it has. Outside a runtime the store is
-/// dropped at once.
-fn release(store: Store<CallState>, slot: OwnedSemaphorePermit) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
-            runtime.spawn(async move {
-                tokio::task::yield_now().await;
-                drop(store);
-                drop(slot);
-            });
+/// What was made ahead of a server's next call, and the CPU time it took, billed to that call.
+struct Ready {
+    server: ServerId,
+    /// `None` when making the instance failed.
+    made: Option<Made>,
+    cpu: Duration,
+}
+
+/// An instance made ahead of a call and never used. Fields drop in order: the store (which
+/// returns the pooling slot to wasmtime) before the permit that lets a call take it.
+struct Made {
+    store: Store<CallState>,
+    instance: Instance,
+    slot: OwnedSemaphorePermit,
+}
+
+/// Fresh instances made ahead of calls: at most one per server and `cap` in all, oldest first.
+///
+/// A call still runs in an instance no call has used; making it after the previous call's
+/// answer, off the request path, takes instantiation out of the call's latency. They hold pool
+/// slots, so they are bounded, never take a slot a call waits for, and give theirs up when a
+/// call finds none free.
+pub(crate) struct ReadyInstances {
+    cap: usize,
+    entries: Mutex<VecDeque<Ready>>,
+    made: AtomicU64,
+    used: AtomicU64,
+}
+
+impl ReadyInstances {
+    /// At most `cap` instances ready at once; `0` makes none.
+    pub(crate) fn new(cap: usize) -> Self {
+        Self { cap, entries: Mutex::new(VecDeque::new()), made: AtomicU64::new(0), used: AtomicU64::new(0) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Ready>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn enabled(&self) -> bool {
+        self.cap > 0
+    }
+
+    /// Whether `server` has nothing ready (nor a failed attempt waiting to be billed).
+    fn wants(&self, server: ServerId) -> bool {
+        self.enabled() && !self.lock().iter().any(|ready| ready.server == server)
+    }
+
+    fn take(&self, server: ServerId) -> Option<Ready> {
+        if !self.enabled() {
+            return None;
         }
-        Err(_) => {
-            drop(store);
-            drop(slot);
+        let ready = {
+            let mut entries = self.lock();
+            let index = entries.iter().position(|ready| ready.server == server)?;
+            entries.remove(index)
+        };
+        if ready.as_ref().is_some_and(|ready| ready.made.is_some()) {
+            self.used.fetch_add(1, Ordering::Relaxed);
+        }
+        ready
+    }
+
+    /// Keeps `ready` unless its server has an entry already; the oldest goes when all `cap` are
+    /// taken (a dropped failed attempt goes unbilled: bounded by one per call that succeeded).
+    fn put(&self, ready: Ready) {
+        // Dropped outside the lock: dropping a store resets its memory.
+        let dropped = {
+            let mut entries = self.lock();
+            if entries.iter().any(|other| other.server == ready.server) {
+                Some(ready)
+            } else {
+                if ready.made.is_some() {
+                    self.made.fetch_add(1, Ordering::Relaxed);
+                }
+                entries.push_back(ready);
+                if entries.len() > self.cap { entries.pop_front() } else { None }
+            }
+        };
+        drop(dropped);
+    }
+
+    /// Drops the oldest instance ready, giving its slot back.
+    fn evict_oldest(&self) {
+        let oldest = {
+            let mut entries = self.lock();
+            entries.iter().position(|ready| ready.made.is_some()).and_then(|index| entries.remove(index))
+        };
+        drop(oldest);
+    }
+
+    /// Drops `server`'s ready instance, if any (the server is gone).
+    pub(crate) fn forget(&self, server: ServerId) {
+        let forgotten = {
+            let mut entries = self.lock();
+            entries.iter().position(|ready| ready.server == server).and_then(|index| entries.remove(index))
+        };
+        drop(forgotten);
+    }
+
+    pub(crate) fn stats(&self) -> ReadyStats {
+        ReadyStats {
+            made: self.made.load(Ordering::Relaxed),
+            used: self.used.load(Ordering::Relaxed),
+            held: self.lock().iter().filter(|ready| ready.made.is_some()).count(),
         }
     }
 }
@@ -318,8 +515,17 @@ fn classify(error: &wasmtime::Error, state: &CallState, limits: StoreLimits) -> 
     }
 }
 
-async fn invoke(store: &mut Store<CallState>, guest: &Guest, call: Export) -> Result<Answer, Stage> {
-    let instance = guest.pre.instantiate_async(&mut *store).await.map_err(Stage::Instantiate)?;
+/// Calls the export in `instance`, or in a fresh instance of `guest` when none was made ahead.
+async fn invoke(
+    store: &mut Store<CallState>,
+    guest: &Guest,
+    instance: Option<Instance>,
+    call: Export,
+) -> Result<Answer, Stage> {
+    let instance = match instance {
+        Some(instance) => instance,
+        None => guest.pre.instantiate_async(&mut *store).await.map_err(Stage::Instantiate)?,
+    };
     let answer = match call {
         Export::Info => {
             let f = instance.get_typed_func::<(), (types::ServerInfo,)>(&mut *store, &guest.info);
@@ -351,7 +557,7 @@ type JsonResult = Result<String, types::Error>;
 /// Calls an export `func() -> list<T>`.
 async fn list<T>(
     store: &mut Store<CallState>,
-    instance: &wasmtime::component::Instance,
+    instance: &Instance,
     index: &ComponentExportIndex,
 ) -> wasmtime::Result<Vec<T>>
 where
@@ -364,7 +570,7 @@ where
 /// Calls an export `func(a: string) -> result<json, error>`.
 async fn json1(
     store: &mut Store<CallState>,
-    instance: &wasmtime::component::Instance,
+    instance: &Instance,
     index: &ComponentExportIndex,
     a: &str,
 ) -> wasmtime::Result<JsonResult> {
@@ -375,7 +581,7 @@ async fn json1(
 /// Calls an export `func(a: string, b: json) -> result<json, error>`.
 async fn json2(
     store: &mut Store<CallState>,
-    instance: &wasmtime::component::Instance,
+    instance: &Instance,
     index: &ComponentExportIndex,
     a: &str,
     b: &str,

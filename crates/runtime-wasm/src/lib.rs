@@ -8,7 +8,8 @@
 //!   [`ServerSpec`] (configuration, secrets, egress allowlist) behind the
 //!   [`Backend`](berth_core::backend::Backend) port.
 //!
-//! Every call gets a fresh store and instance from a pooling-allocator slot, a memory cap, a
+//! Every call gets a fresh store and instance from a pooling-allocator slot (made for it, or
+//! made ahead of it after the server's previous call and used by no other), a memory cap, a
 //! wall-clock deadline enforced through epoch interruption (the guest also yields to the
 //! executor at every epoch tick), a bounded wasm stack, bounded stdout/stderr, a bounded
 //! response, and outbound HTTP only to the allowlisted hosts. A misbehaving guest fails its own
@@ -53,6 +54,10 @@ pub struct WasmSettings {
     /// Instances that may exist at once (pooling-allocator slots); further calls wait for a
     /// slot, within their time limit.
     pub max_instances: u32,
+    /// Instances made ahead of calls, at most one per server: after a server's call, a fresh
+    /// instance for its next call is made off the request path, so that call skips
+    /// instantiation. At most half of `max_instances`; `0` makes none.
+    pub ready_instances: u32,
     /// Networks that are not publicly routable (loopback, private, link-local, ...) which
     /// guests may still reach when a host on their allowlist resolves there. Empty by default:
     /// guests reach public addresses only.
@@ -67,6 +72,7 @@ impl Default for WasmSettings {
             call_timeout: Duration::from_secs(10),
             max_output_bytes: 4 * 1024 * 1024,
             max_instances: 256,
+            ready_instances: 32,
             egress_private_networks: Vec::new(),
         }
     }
@@ -105,6 +111,17 @@ pub struct CallStats {
     pub wall: Duration,
 }
 
+/// Counters of the instances made ahead of calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadyStats {
+    /// Instances made ahead and kept.
+    pub made: u64,
+    /// Calls that ran in one of them.
+    pub used: u64,
+    /// Instances ready now.
+    pub held: usize,
+}
+
 /// Counters of the on-disk compilation cache.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStats {
@@ -134,6 +151,7 @@ mod tests {
         assert_eq!(settings.call_timeout, Duration::from_secs(10));
         assert_eq!(settings.max_output_bytes, 4 << 20);
         assert_eq!(settings.max_instances, 256);
+        assert_eq!(settings.ready_instances, 32);
     }
 
     #[test]

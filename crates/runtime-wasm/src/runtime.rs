@@ -2,26 +2,25 @@
 //! servers built from loaded components.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use berth_core::backend::{Backend, BoxFuture, Notice, Peer, PeerError, ServerDescription};
+use berth_core::backend::{Backend, ServerDescription};
 use berth_core::net::IpNetwork;
-use berth_protocol::Era;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Cache, Engine};
 
 use crate::bindings::types;
-use crate::call::{Answer, CallMetrics, Executor, Export, Guest};
+use crate::call::{Answer, CallMetrics, Executor, Export, Guest, ReadyInstances, ServerId};
 use crate::egress::Allowlist;
 use crate::engine::{Ticker, build_engine, build_linker};
 use crate::error::{Error, Result};
 use crate::server::{Usage, WasmServer, capabilities};
-use crate::store::{CallContext, CallState, StoreLimits};
+use crate::store::{CallContext, CallState, StoreLimits, no_client};
 use crate::validate::{check_header, check_world};
-use crate::{CacheStats, CallStats, ServerSpec, WasmSettings};
+use crate::{CacheStats, CallStats, ReadyStats, ServerSpec, WasmSettings};
 
 /// The WebAssembly runtime: one engine (with its epoch ticker), the loaded components, and the
 /// limits every call gets. Cheap to clone.
@@ -32,7 +31,9 @@ pub struct WasmRuntime {
 
 pub(crate) struct RuntimeInner {
     pub(crate) settings: WasmSettings,
-    pub(crate) executor: Executor,
+    pub(crate) executor: Arc<Executor>,
+    /// The id of the next server made ([`ServerId`](crate::call::ServerId)).
+    next_server: AtomicU64,
     linker: Linker<CallState>,
     /// Components by SHA-256, while something (a server, a catalog) holds them.
     loaded: Mutex<HashMap<String, Weak<LoadedComponent>>>,
@@ -102,27 +103,6 @@ impl LoadedComponent {
     }
 }
 
-/// The client of a load-time `info()` call: there is none.
-struct NoClient {
-    capabilities: Value,
-}
-
-impl Peer for NoClient {
-    fn notify(&self, _notice: Notice) {}
-
-    fn request(&self, _method: &str, _params: Value) -> BoxFuture<'_, std::result::Result<Value, PeerError>> {
-        Box::pin(futures::future::ready(Err(PeerError::Gone)))
-    }
-
-    fn client_capabilities(&self) -> &Value {
-        &self.capabilities
-    }
-
-    fn era(&self) -> Era {
-        Era::Legacy
-    }
-}
-
 impl WasmRuntime {
     /// Builds the engine (pooling allocator, epoch interruption, compilation cache) and starts
     /// the epoch ticker thread, which stops once the runtime and every server made from it are
@@ -132,18 +112,21 @@ impl WasmRuntime {
         let linker = build_linker(&engine)?;
         let ticker = Ticker::start(engine.weak())?;
         let slots = usize::try_from(settings.max_instances.max(1)).unwrap_or(1);
-        let executor = Executor {
+        let ready = usize::try_from(settings.ready_instances).unwrap_or(0).min(slots / 2);
+        let executor = Arc::new(Executor {
             engine,
             limits: StoreLimits { max_memory_bytes: settings.max_memory_bytes, call_timeout: settings.call_timeout },
             slots: Arc::new(Semaphore::new(slots)),
+            ready: ReadyInstances::new(ready),
             metrics: CallMetrics::default(),
-        };
+        });
         let private_networks = Arc::from(settings.egress_private_networks.as_slice());
         Ok(Self {
             inner: Arc::new(RuntimeInner {
                 private_networks,
                 settings,
                 executor,
+                next_server: AtomicU64::new(0),
                 linker,
                 loaded: Mutex::new(HashMap::new()),
                 usage: Usage::default(),
@@ -201,11 +184,11 @@ impl WasmRuntime {
         let guest = Guest::new(&checked).map_err(Error::Invalid)?;
 
         let context = CallContext {
-            peer: Arc::new(NoClient { capabilities: Value::Object(serde_json::Map::new()) }),
+            peer: no_client(),
             spec: Arc::new(ServerSpec::default()),
             egress: Arc::new(Allowlist::default()),
         };
-        let (outcome, stats) = self.inner.executor.run(&guest, context, Export::Info).await;
+        let (outcome, stats) = self.inner.executor.run(&guest, context, Export::Info, None).await;
         self.inner.usage.record(stats);
         let info = match outcome {
             Ok(Answer::Info(info)) => info,
@@ -233,12 +216,18 @@ impl WasmRuntime {
 
     /// Like [`server`](Self::server), keeping the concrete type to read its usage.
     pub fn wasm_server(&self, component: Arc<LoadedComponent>, spec: ServerSpec) -> Arc<WasmServer> {
-        Arc::new(WasmServer::new(self.inner.clone(), component, spec))
+        let id: ServerId = self.inner.next_server.fetch_add(1, Ordering::Relaxed);
+        Arc::new(WasmServer::new(self.inner.clone(), id, component, spec))
     }
 
     /// CPU and wall time of every call this runtime ran (including load-time `info()` calls).
     pub fn usage(&self) -> CallStats {
         self.inner.usage.total()
+    }
+
+    /// Instances made ahead of calls, and calls that ran in one.
+    pub fn ready_stats(&self) -> ReadyStats {
+        self.inner.executor.ready.stats()
     }
 
     /// Hits and misses of the on-disk compilation cache since the runtime started (zero

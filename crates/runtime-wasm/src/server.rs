@@ -11,7 +11,7 @@ use berth_protocol::{Era, RpcError, jsonrpc};
 use serde_json::{Map, Value, json};
 
 use crate::bindings::types;
-use crate::call::{Answer, Export, Failure};
+use crate::call::{Answer, Export, Failure, ServerId};
 use crate::egress::Allowlist;
 use crate::runtime::{LoadedComponent, RuntimeInner};
 use crate::store::CallContext;
@@ -70,6 +70,7 @@ pub struct WasmServer {
 
 struct ServerInner {
     runtime: Arc<RuntimeInner>,
+    id: ServerId,
     component: Arc<LoadedComponent>,
     spec: Arc<ServerSpec>,
     egress: Arc<Allowlist>,
@@ -88,12 +89,18 @@ impl std::fmt::Debug for WasmServer {
 }
 
 impl WasmServer {
-    pub(crate) fn new(runtime: Arc<RuntimeInner>, component: Arc<LoadedComponent>, spec: ServerSpec) -> Self {
+    pub(crate) fn new(
+        runtime: Arc<RuntimeInner>,
+        id: ServerId,
+        component: Arc<LoadedComponent>,
+        spec: ServerSpec,
+    ) -> Self {
         let egress = Arc::new(Allowlist::new(&spec.egress, runtime.private_networks.clone()));
         let description = component.description();
         Self {
             inner: Arc::new(ServerInner {
                 runtime,
+                id,
                 component,
                 spec: Arc::new(spec),
                 egress,
@@ -136,12 +143,19 @@ impl ServerInner {
         let modern = peer.era() == Era::Modern;
         let meter = peer.clone();
         let context = CallContext { peer, spec: self.spec.clone(), egress: self.egress.clone() };
-        let (outcome, stats) = self.runtime.executor.run(self.component.guest(), context, call).await;
+        let (outcome, stats) = self.runtime.executor.run(self.component.guest(), context, call, Some(self.id)).await;
         meter.record_cpu(stats.cpu);
         self.usage.record(stats);
         self.runtime.usage.record(stats);
         let answer = outcome.map_err(failure)?;
         answer_to_json(answer, self.runtime.settings.max_output_bytes, modern)
+    }
+}
+
+impl Drop for ServerInner {
+    /// A server that is gone needs no instance for its next call.
+    fn drop(&mut self) {
+        self.runtime.executor.ready.forget(self.id);
     }
 }
 

@@ -6,12 +6,14 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use berth_core::backend::Peer;
+use berth_core::backend::{BoxFuture, Notice, Peer, PeerError};
+use berth_protocol::Era;
 use bytes::Bytes;
+use serde_json::Value;
 use tokio::io::AsyncWrite;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
@@ -53,6 +55,34 @@ pub(crate) struct CallContext {
     pub(crate) peer: Arc<dyn Peer>,
     pub(crate) spec: Arc<ServerSpec>,
     pub(crate) egress: Arc<Allowlist>,
+}
+
+/// The client of a call that has none: a load-time `info()`, or an instance made ahead of its
+/// call until the call attaches its own ([`CallState::attach`]). Notices go nowhere and
+/// requests fail as if the client had gone.
+pub(crate) fn no_client() -> Arc<dyn Peer> {
+    static NO_CLIENT: OnceLock<Arc<dyn Peer>> = OnceLock::new();
+    NO_CLIENT.get_or_init(|| Arc::new(NoClient { capabilities: Value::Object(serde_json::Map::new()) })).clone()
+}
+
+struct NoClient {
+    capabilities: Value,
+}
+
+impl Peer for NoClient {
+    fn notify(&self, _notice: Notice) {}
+
+    fn request(&self, _method: &str, _params: Value) -> BoxFuture<'_, Result<Value, PeerError>> {
+        Box::pin(futures::future::ready(Err(PeerError::Gone)))
+    }
+
+    fn client_capabilities(&self) -> &Value {
+        &self.capabilities
+    }
+
+    fn era(&self) -> Era {
+        Era::Legacy
+    }
 }
 
 /// The data of a store: WASI state, the call's context and what the limits observed.
@@ -104,6 +134,13 @@ impl CallState {
         self.notices += 1;
         self.notice_bytes = total;
         true
+    }
+
+    /// Hands an instance made ahead of its call to the call's client, and starts the call's
+    /// clock (the deadline counts from here, not from when the instance was made).
+    pub(crate) fn attach(&mut self, peer: Arc<dyn Peer>) {
+        self.peer = peer;
+        self.started = Instant::now();
     }
 
     /// What the guest wrote to stdout and stderr (bounded), lossily decoded.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use berth_core::backend::{Backend, BackendError, BackendRequest, Notice, Peer};
 use berth_protocol::jsonrpc::code;
 use berth_protocol::{LogLevel, RpcError};
-use berth_runtime_wasm::{Error, LoadedComponent, ServerSpec, WasmRuntime, WasmServer, WasmSettings};
+use berth_runtime_wasm::{Error, LoadedComponent, ReadyStats, ServerSpec, WasmRuntime, WasmServer, WasmSettings};
 use berth_test_support::ScriptedPeer;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -49,6 +49,7 @@ fn settings() -> WasmSettings {
         call_timeout: TIMEOUT,
         max_output_bytes: OUTPUT,
         max_instances: 8,
+        ready_instances: 32,
         egress_private_networks: Vec::new(),
     }
 }
@@ -606,6 +607,131 @@ async fn a_single_slot_serves_calls_back_to_back_and_at_once() {
     let started = Instant::now();
     assert_still_fine(&server).await;
     assert!(started.elapsed() < TIMEOUT, "the slot came back late: {:?}", started.elapsed());
+}
+
+// --- instances made ahead of calls --------------------------------------------------------
+
+/// Waits until the runtime holds `count` instances made ahead (they are made by a task after
+/// each answer).
+async fn until_ready(runtime: &WasmRuntime, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while runtime.ready_stats().held != count {
+        assert!(Instant::now() < deadline, "still {:?}, expected {count} held", runtime.ready_stats());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_next_call_runs_in_an_instance_made_ahead_for_its_own_client() {
+    let (runtime, server) = hostile_server(ServerSpec::default()).await;
+    assert_eq!(runtime.ready_stats(), ReadyStats::default(), "loading makes none ahead");
+    assert_still_fine(&server).await;
+    until_ready(&runtime, 1).await;
+
+    // The instance was made with no client; the call's own gets the guest's notices and
+    // requests, and the capabilities it reads are the call's.
+    let peer = ScriptedPeer::modern().answer("confirm", json!({"action": "accept"})).shared();
+    let result = ask(&server, peer.clone()).await.unwrap();
+    assert_eq!(result["structuredContent"]["answer"], json!({"action": "accept"}));
+    assert_eq!(result["structuredContent"]["capabilities"], *peer.client_capabilities());
+    assert_eq!(peer.notices().len(), 3);
+    assert_eq!(peer.requests().len(), 1);
+    let stats = runtime.ready_stats();
+    assert_eq!((stats.made, stats.used), (1, 1), "{stats:?}");
+    // Making it ahead was counted in that call's CPU time, not lost.
+    assert_eq!(server.calls(), 2);
+    assert!(runtime.usage().cpu >= server.cpu_total());
+}
+
+#[tokio::test]
+async fn an_instance_made_ahead_is_fresh_and_keeps_to_its_server() {
+    let runtime = runtime();
+    let component = load(&runtime).await;
+    let spec = |value: &str| ServerSpec {
+        config: BTreeMap::from([("key".to_owned(), value.to_owned())]),
+        secrets: BTreeMap::from([("key".to_owned(), format!("{value}-secret"))]),
+        egress: Vec::new(),
+    };
+    let a = runtime.wasm_server(component.clone(), spec("a"));
+    let b = runtime.wasm_server(component, spec("b"));
+    let previous = |result: Value| result["structuredContent"]["previous"].clone();
+    let seen = |result: Value| result["structuredContent"].clone();
+    for round in 0..3 {
+        assert_eq!(previous(call(&a, "remember", json!({"value": "a-data"})).await.unwrap()), Value::Null);
+        assert_eq!(previous(call(&b, "remember", json!({"value": "b-data"})).await.unwrap()), Value::Null);
+        until_ready(&runtime, 2).await;
+        assert_eq!(
+            seen(call(&a, "config", json!({"key": "key"})).await.unwrap()),
+            json!({"config": "a", "secret": "a-secret"}),
+            "round {round}"
+        );
+        assert_eq!(
+            seen(call(&b, "config", json!({"key": "key"})).await.unwrap()),
+            json!({"config": "b", "secret": "b-secret"}),
+            "round {round}"
+        );
+        until_ready(&runtime, 2).await;
+    }
+    assert!(runtime.ready_stats().used >= 6, "{:?}", runtime.ready_stats());
+}
+
+#[tokio::test]
+async fn the_deadline_of_an_instance_made_ahead_counts_from_its_call() {
+    let (runtime, server) = hostile_server(ServerSpec::default()).await;
+    assert_still_fine(&server).await;
+    until_ready(&runtime, 1).await;
+    tokio::time::sleep(TIMEOUT * 2).await;
+    assert_still_fine(&server).await;
+    // And a guest that computes in one is still stopped at the call's deadline.
+    until_ready(&runtime, 1).await;
+    let started = Instant::now();
+    assert_eq!(internal_message(call(&server, "spin", json!({})).await), "the server exceeded its 300 ms time limit");
+    assert!(started.elapsed() >= TIMEOUT, "stopped after {:?}", started.elapsed());
+    assert_eq!(runtime.ready_stats().used, 2);
+}
+
+/// Instances made ahead hold pool slots; a call that finds none free takes one of theirs
+/// instead of waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_made_ahead_give_their_slots_up_to_calls() {
+    let runtime = WasmRuntime::new(WasmSettings { max_instances: 2, ..settings() }).expect("runtime");
+    let component = load(&runtime).await;
+    let a = runtime.wasm_server(component.clone(), ServerSpec::default());
+    let b = runtime.wasm_server(component, ServerSpec::default());
+    assert_still_fine(&a).await;
+    until_ready(&runtime, 1).await;
+
+    // `b` spins in the one free slot; its `ok` finds none and takes `a`'s ready one.
+    let spinner = b.clone();
+    let spin = tokio::spawn(async move { call(&spinner, "spin", json!({})).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    let fine = call(&b, "ok", json!({})).await.expect("a slot was given up");
+    assert_eq!(text(&fine), "fine");
+    assert!(started.elapsed() < TIMEOUT / 2, "`ok` waited {:?} for the spinning call", started.elapsed());
+    assert!(spin.await.unwrap().is_err());
+    // `a` still works: it instantiates for itself.
+    assert_still_fine(&a).await;
+}
+
+#[tokio::test]
+async fn a_dropped_server_gives_up_its_instance_made_ahead() {
+    let (runtime, server) = hostile_server(ServerSpec::default()).await;
+    assert_still_fine(&server).await;
+    until_ready(&runtime, 1).await;
+    drop(server);
+    assert_eq!(runtime.ready_stats().held, 0);
+}
+
+#[tokio::test]
+async fn none_are_made_ahead_when_turned_off() {
+    let runtime = WasmRuntime::new(WasmSettings { ready_instances: 0, ..settings() }).expect("runtime");
+    let (runtime, server) = hostile_server_in(runtime, ServerSpec::default()).await;
+    for _ in 0..3 {
+        assert_still_fine(&server).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(runtime.ready_stats(), ReadyStats::default());
 }
 
 #[tokio::test]

@@ -64,6 +64,11 @@ pub struct Settings {
     /// reserving its linear memories' address space up front; further calls wait for a slot
     /// (`BERTH_WASM_MAX_INSTANCES`).
     pub wasm_max_instances: u32,
+    /// WASM instances made ahead of calls, at most one per server: after a server's call, a
+    /// fresh instance for its next call is made off the request path, so that call skips
+    /// instantiation (`BERTH_WASM_READY_INSTANCES`, default 32, at most half of
+    /// `BERTH_WASM_MAX_INSTANCES` take effect; 0 makes none).
+    pub wasm_ready_instances: u32,
     /// Networks that are not publicly routable which WASM guests may still reach when a host
     /// on their server version's egress allowlist resolves there
     /// (`BERTH_WASM_EGRESS_PRIVATE_NETWORKS`, comma-separated CIDR, such as `10.20.0.0/16`;
@@ -151,7 +156,8 @@ impl Settings {
             .set_default("session_idle_secs", 30 * 60)?
             .set_default("wasm_max_memory_mb", 64)?
             .set_default("wasm_call_timeout_ms", 10_000)?
-            .set_default("wasm_max_instances", 256)?;
+            .set_default("wasm_max_instances", 256)?
+            .set_default("wasm_ready_instances", 32)?;
         let explicit = overrides.config_file.clone().or_else(|| std::env::var_os("BERTH_CONFIG").map(PathBuf::from));
         match &explicit {
             Some(path) => {
@@ -196,6 +202,7 @@ impl Settings {
         anyhow::ensure!((1..=4096).contains(&self.wasm_max_memory_mb), "BERTH_WASM_MAX_MEMORY_MB must be 1-4096");
         anyhow::ensure!(self.wasm_call_timeout_ms >= 10, "BERTH_WASM_CALL_TIMEOUT_MS must be at least 10");
         anyhow::ensure!((1..=4096).contains(&self.wasm_max_instances), "BERTH_WASM_MAX_INSTANCES must be 1-4096");
+        anyhow::ensure!(self.wasm_ready_instances <= 2048, "BERTH_WASM_READY_INSTANCES must be 0-2048");
         if let Some(key) = &self.secret_key {
             anyhow::ensure!(key.expose_secret().len() >= 32, "BERTH_SECRET_KEY must be at least 32 characters");
         }
@@ -258,6 +265,19 @@ mod tests {
             let error = Settings::load(&Overrides { config_file: Some(path), ..Overrides::default() }).unwrap_err();
             assert!(error.to_string().contains("BERTH_WASM_MAX_INSTANCES must be 1-4096"), "{error:#}");
         }
+    }
+
+    #[test]
+    fn wasm_ready_instances_default_to_32_and_can_be_turned_off() {
+        if std::env::var_os("BERTH_WASM_READY_INSTANCES").is_none() {
+            assert_eq!(load_toml("").wasm_ready_instances, 32);
+        }
+        assert_eq!(load_toml("wasm_ready_instances = 0\n").wasm_ready_instances, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, "wasm_ready_instances = 2049\n").unwrap();
+        let error = Settings::load(&Overrides { config_file: Some(path), ..Overrides::default() }).unwrap_err();
+        assert!(error.to_string().contains("BERTH_WASM_READY_INSTANCES must be 0-2048"), "{error:#}");
     }
 
     #[test]

@@ -259,6 +259,7 @@ pub fn wasm_runtime(settings: &Settings) -> anyhow::Result<berth_runtime_wasm::W
         max_memory_bytes: settings.wasm_max_memory_mb.saturating_mul(1024 * 1024),
         call_timeout: Duration::from_millis(settings.wasm_call_timeout_ms),
         max_instances: settings.wasm_max_instances,
+        ready_instances: settings.wasm_ready_instances,
         egress_private_networks: settings.wasm_egress_private_networks.clone(),
         ..berth_runtime_wasm::WasmSettings::default()
     };

@@ -94,3 +94,15 @@ fn the_wasm_runtime_gets_the_operators_private_networks() {
     let runtime = berth::startup::wasm_runtime(&settings).unwrap();
     assert_eq!(runtime.settings().egress_private_networks, settings.wasm_egress_private_networks);
 }
+
+#[test]
+fn the_wasm_runtime_gets_the_operators_ready_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = crate::helpers::test_settings();
+    settings.data_dir = dir.path().to_path_buf();
+    for ready in [0, 5] {
+        settings.wasm_ready_instances = ready;
+        let runtime = berth::startup::wasm_runtime(&settings).unwrap();
+        assert_eq!(runtime.settings().ready_instances, ready);
+    }
+}

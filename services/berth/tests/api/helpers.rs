@@ -53,6 +53,7 @@ pub fn test_settings() -> Settings {
         wasm_max_memory_mb: 64,
         wasm_call_timeout_ms: 2_000,
         wasm_max_instances: 32,
+        wasm_ready_instances: 32,
         wasm_egress_private_networks: Vec::new(),
         containers: Default::default(),
         fail_closed_after_secs: 60,
