@@ -70,6 +70,11 @@ fn main() -> std::process::ExitCode {
     let overrides = Overrides { config_file: cli.config, listen: cli.listen, data_dir: cli.data_dir };
     let result = Settings::load(&overrides).and_then(|settings| {
         let _telemetry = berth::telemetry::init(&settings.log, settings.log_format, std::io::stderr)?;
+        match berth::startup::raise_open_file_limit() {
+            Ok((before, after)) if before != after => tracing::info!(before, after, "raised the open-file limit"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+        }
         actix_web::rt::System::new().block_on(run(cli.command, settings))
     });
     match result {

@@ -246,6 +246,21 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     file.write_all(contents.as_bytes()).with_context(|| format!("failed to write {}", path.display()))
 }
 
+/// Raises this process's soft limit on open files to its hard limit, and returns the soft limit
+/// before and after. Every client connection, session stream, WASM egress connection (up to 512
+/// at once), container pipe and database connection is a file descriptor, and the common
+/// default soft limit of 1,024 would refuse connections long before a node is busy. The hard
+/// limit is the operator's (`ulimit -Hn`, systemd's `LimitNOFILE`); Berth never asks for more.
+pub fn raise_open_file_limit() -> nix::Result<(u64, u64)> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    let (raised, _) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    Ok((soft, raised))
+}
+
 /// The WASM runtime, with its compiled-component cache under `{data_dir}/wasm-cache`.
 pub fn wasm_runtime(settings: &Settings) -> anyhow::Result<berth_runtime_wasm::WasmRuntime> {
     // The runtime registers its histograms with the recorder present at its first call.

@@ -106,3 +106,16 @@ fn the_wasm_runtime_gets_the_operators_ready_instances() {
         assert_eq!(runtime.settings().ready_instances, ready);
     }
 }
+
+#[test]
+fn berth_raises_its_open_file_limit_to_the_hard_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    // Every test in this process shares the limit: lower it by one only, then raise it.
+    setrlimit(Resource::RLIMIT_NOFILE, hard - 1, hard).unwrap();
+    let (before, after) = berth::startup::raise_open_file_limit().unwrap();
+    assert_eq!((before, after), (hard - 1, hard));
+    assert_eq!(getrlimit(Resource::RLIMIT_NOFILE).unwrap(), (hard, hard));
+    // Already at the hard limit: nothing changes.
+    assert_eq!(berth::startup::raise_open_file_limit().unwrap(), (hard, hard));
+}
