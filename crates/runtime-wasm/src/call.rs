@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -224,6 +224,40 @@ pub(crate) struct Executor {
 /// `info()` calls belong to none.
 pub(crate) type ServerId = u64;
 
+/// A server's calls as the executor sees them: its id and how many are running.
+#[derive(Debug)]
+pub(crate) struct ServerCalls {
+    pub(crate) id: ServerId,
+    running: AtomicUsize,
+}
+
+impl ServerCalls {
+    pub(crate) fn new(id: ServerId) -> Self {
+        Self { id, running: AtomicUsize::new(0) }
+    }
+}
+
+/// Counts a call as running until dropped.
+struct Running<'a>(&'a AtomicUsize);
+
+impl<'a> Running<'a> {
+    fn start(running: &'a AtomicUsize) -> Self {
+        running.fetch_add(1, Ordering::Relaxed);
+        Self(running)
+    }
+
+    /// Whether this is the server's only call running.
+    fn alone(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == 1
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// What a server's next instance is made of.
 struct Refill {
     server: ServerId,
@@ -241,7 +275,7 @@ impl Executor {
         guest: &Guest,
         context: CallContext,
         call: Export,
-        server: Option<ServerId>,
+        server: Option<&ServerCalls>,
     ) -> (Result<Answer, Failure>, CallStats) {
         let started = Instant::now();
         let export = call.export();
@@ -269,16 +303,17 @@ impl Executor {
         guest: &Guest,
         context: CallContext,
         call: Export,
-        server: Option<ServerId>,
+        server: Option<&ServerCalls>,
     ) -> (Result<Answer, Failure>, Duration) {
         let timeout = self.limits.call_timeout;
+        let running = server.map(|server| Running::start(&server.running));
         let refill = server.filter(|_| self.ready.enabled()).map(|server| Refill {
-            server,
+            server: server.id,
             pre: guest.pre.clone(),
             spec: context.spec.clone(),
             egress: context.egress.clone(),
         });
-        let ready = server.and_then(|server| self.ready.take(server));
+        let ready = server.and_then(|server| self.ready.take(server.id));
         let ahead = ready.as_ref().map_or(Duration::ZERO, |ready| ready.cpu);
         let (mut store, instance, slot) = match ready.and_then(|ready| ready.made) {
             Some(Made { mut store, instance, slot }) => {
@@ -295,8 +330,12 @@ impl Executor {
         // blocked in the host (an outgoing request, a client that does not answer).
         let result = tokio::time::timeout(timeout, invoke(&mut store, guest, instance, call)).await;
         // The next instance is made only after one was made and ran: a guest that cannot be
-        // instantiated, or that timed out, does not cost a second attempt per call.
-        let refill = refill.filter(|_| matches!(result, Ok(Ok(_) | Err(Stage::Call(_)))));
+        // instantiated, or that timed out, does not cost a second attempt per call. And only
+        // when no other call of the server is running: a server called back to back gains
+        // nothing from it (its calls queue for the CPU anyway), and an instance made ahead under
+        // load is cold in the caches by the time a call takes it (B1: more CPU per call).
+        let alone = running.as_ref().is_some_and(Running::alone);
+        let refill = refill.filter(|_| alone && matches!(result, Ok(Ok(_) | Err(Stage::Call(_)))));
         let state = store.data();
         let (stdout, stderr) = state.stdio();
         if !stdout.is_empty() || !stderr.is_empty() {

@@ -11,7 +11,7 @@ use berth_protocol::{Era, RpcError, jsonrpc};
 use serde_json::{Map, Value, json};
 
 use crate::bindings::types;
-use crate::call::{Answer, Export, Failure, ServerId};
+use crate::call::{Answer, Export, Failure, ServerCalls, ServerId};
 use crate::egress::Allowlist;
 use crate::runtime::{LoadedComponent, RuntimeInner};
 use crate::store::CallContext;
@@ -70,7 +70,7 @@ pub struct WasmServer {
 
 struct ServerInner {
     runtime: Arc<RuntimeInner>,
-    id: ServerId,
+    calls: ServerCalls,
     component: Arc<LoadedComponent>,
     spec: Arc<ServerSpec>,
     egress: Arc<Allowlist>,
@@ -100,7 +100,7 @@ impl WasmServer {
         Self {
             inner: Arc::new(ServerInner {
                 runtime,
-                id,
+                calls: ServerCalls::new(id),
                 component,
                 spec: Arc::new(spec),
                 egress,
@@ -143,7 +143,8 @@ impl ServerInner {
         let modern = peer.era() == Era::Modern;
         let meter = peer.clone();
         let context = CallContext { peer, spec: self.spec.clone(), egress: self.egress.clone() };
-        let (outcome, stats) = self.runtime.executor.run(self.component.guest(), context, call, Some(self.id)).await;
+        let (outcome, stats) =
+            self.runtime.executor.run(self.component.guest(), context, call, Some(&self.calls)).await;
         meter.record_cpu(stats.cpu);
         self.usage.record(stats);
         self.runtime.usage.record(stats);
@@ -155,7 +156,7 @@ impl ServerInner {
 impl Drop for ServerInner {
     /// A server that is gone needs no instance for its next call.
     fn drop(&mut self) {
-        self.runtime.executor.ready.forget(self.id);
+        self.runtime.executor.ready.forget(self.calls.id);
     }
 }
 

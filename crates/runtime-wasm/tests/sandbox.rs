@@ -718,6 +718,23 @@ async fn instances_made_ahead_give_their_slots_up_to_calls() {
     assert_still_fine(&a).await;
 }
 
+/// While another call of the server runs, none is made ahead: under load it would only move
+/// the work and be cold in the caches when used.
+#[tokio::test(flavor = "current_thread")]
+async fn none_are_made_ahead_while_the_server_has_other_calls_running() {
+    let (runtime, server) = hostile_server(ServerSpec::default()).await;
+    let spinner = server.clone();
+    let spin = tokio::spawn(async move { call(&spinner, "spin", json!({})).await });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_still_fine(&server).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(runtime.ready_stats().made, 0, "made one while `spin` was running");
+    assert!(spin.await.unwrap().is_err());
+    // Alone again: the next call's answer is followed by one.
+    assert_still_fine(&server).await;
+    until_ready(&runtime, 1).await;
+}
+
 #[tokio::test]
 async fn a_dropped_server_gives_up_its_instance_made_ahead() {
     let (runtime, server) = hostile_server(ServerSpec::default()).await;
