@@ -54,9 +54,9 @@ pub struct WasmSettings {
     /// Instances that may exist at once (pooling-allocator slots); further calls wait for a
     /// slot, within their time limit.
     pub max_instances: u32,
-    /// Instances made ahead of calls, at most one per server: after a server's call, a fresh
-    /// instance for its next call is made off the request path, so that call skips
-    /// instantiation. At most half of `max_instances`; `0` makes none.
+    /// Instances made ahead of calls, at most one per server: after a server's call, when no
+    /// other call of it is running, a fresh instance for its next call is made off the request
+    /// path, so that call skips instantiation. At most half of `max_instances`; `0` makes none.
     pub ready_instances: u32,
     /// Networks that are not publicly routable (loopback, private, link-local, ...) which
     /// guests may still reach when a host on their allowlist resolves there. Empty by default:

@@ -64,10 +64,10 @@ pub struct Settings {
     /// reserving its linear memories' address space up front; further calls wait for a slot
     /// (`BERTH_WASM_MAX_INSTANCES`).
     pub wasm_max_instances: u32,
-    /// WASM instances made ahead of calls, at most one per server: after a server's call, a
-    /// fresh instance for its next call is made off the request path, so that call skips
-    /// instantiation (`BERTH_WASM_READY_INSTANCES`, default 32, at most half of
-    /// `BERTH_WASM_MAX_INSTANCES` take effect; 0 makes none).
+    /// WASM instances made ahead of calls, at most one per server: after a server's call, when
+    /// no other call of it is running, a fresh instance for its next call is made off the
+    /// request path, so that call skips instantiation (`BERTH_WASM_READY_INSTANCES`, default
+    /// 32, at most half of `BERTH_WASM_MAX_INSTANCES` take effect; 0 makes none).
     pub wasm_ready_instances: u32,
     /// Networks that are not publicly routable which WASM guests may still reach when a host
     /// on their server version's egress allowlist resolves there
