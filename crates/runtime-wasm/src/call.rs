@@ -19,7 +19,7 @@ use wasmtime::{Engine, Store, Trap};
 
 use crate::bindings::{McpServerPre, SERVER_INTERFACE, types};
 use crate::egress::Allowlist;
-use crate::store::{CallContext, CallState, StoreLimits, new_store, no_client};
+use crate::store::{CallContext, CallState, StoreLimits, attach, new_store, no_client};
 use crate::{CallStats, ReadyStats, ServerSpec};
 
 /// The export a call invokes, with its arguments.
@@ -307,18 +307,14 @@ impl Executor {
     ) -> (Result<Answer, Failure>, Duration) {
         let timeout = self.limits.call_timeout;
         let running = server.map(|server| Running::start(&server.running));
-        let refill = server.filter(|_| self.ready.enabled()).map(|server| Refill {
-            server: server.id,
-            pre: guest.pre.clone(),
-            spec: context.spec.clone(),
-            egress: context.egress.clone(),
-        });
+        let next = server
+            .filter(|_| self.ready.enabled())
+            .map(|server| (server.id, context.spec.clone(), context.egress.clone()));
         let ready = server.and_then(|server| self.ready.take(server.id));
         let ahead = ready.as_ref().map_or(Duration::ZERO, |ready| ready.cpu);
         let (mut store, instance, slot) = match ready.and_then(|ready| ready.made) {
             Some(Made { mut store, instance, slot }) => {
-                store.data_mut().attach(context.peer);
-                store.set_epoch_deadline(1);
+                attach(&mut store, context.peer);
                 (store, Some(instance), slot)
             }
             None => {
@@ -331,11 +327,13 @@ impl Executor {
         let result = tokio::time::timeout(timeout, invoke(&mut store, guest, instance, call)).await;
         // The next instance is made only after one was made and ran: a guest that cannot be
         // instantiated, or that timed out, does not cost a second attempt per call. And only
-        // when no other call of the server is running: a server called back to back gains
-        // nothing from it (its calls queue for the CPU anyway), and an instance made ahead under
-        // load is cold in the caches by the time a call takes it (B1: more CPU per call).
+        // when no other call of the server is running: calls running at once queue for the CPU
+        // anyway, and an instance made ahead under load is cold in the caches by the time a
+        // call takes it (B1: more CPU per call).
         let alone = running.as_ref().is_some_and(Running::alone);
-        let refill = refill.filter(|_| alone && matches!(result, Ok(Ok(_) | Err(Stage::Call(_)))));
+        let refill = next
+            .filter(|_| alone && matches!(result, Ok(Ok(_) | Err(Stage::Call(_)))))
+            .map(|(server, spec, egress)| Refill { server, pre: guest.pre.clone(), spec, egress });
         let state = store.data();
         let (stdout, stderr) = state.stdio();
         if !stdout.is_empty() || !stderr.is_empty() {

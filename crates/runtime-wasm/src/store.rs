@@ -58,7 +58,7 @@ pub(crate) struct CallContext {
 }
 
 /// The client of a call that has none: a load-time `info()`, or an instance made ahead of its
-/// call until the call attaches its own ([`CallState::attach`]). Notices go nowhere and
+/// call until the call attaches its own ([`attach`]). Notices go nowhere and
 /// requests fail as if the client had gone.
 pub(crate) fn no_client() -> Arc<dyn Peer> {
     static NO_CLIENT: OnceLock<Arc<dyn Peer>> = OnceLock::new();
@@ -136,13 +136,6 @@ impl CallState {
         true
     }
 
-    /// Hands an instance made ahead of its call to the call's client, and starts the call's
-    /// clock (the deadline counts from here, not from when the instance was made).
-    pub(crate) fn attach(&mut self, peer: Arc<dyn Peer>) {
-        self.peer = peer;
-        self.started = Instant::now();
-    }
-
     /// What the guest wrote to stdout and stderr (bounded), lossily decoded.
     pub(crate) fn stdio(&self) -> (String, String) {
         (self.stdout.text(), self.stderr.text())
@@ -212,6 +205,15 @@ pub(crate) fn new_store(engine: &Engine, limits: StoreLimits, call: CallContext)
         }
     });
     store
+}
+
+/// Hands a store made ahead of its call to the call's client and starts the call's clock: the
+/// deadline counts from here, not from when the store was made.
+pub(crate) fn attach(store: &mut Store<CallState>, peer: Arc<dyn Peer>) {
+    let state = store.data_mut();
+    state.peer = peer;
+    state.started = Instant::now();
+    store.set_epoch_deadline(1);
 }
 
 /// Caps the total linear memory of a store's instances and remembers when a guest hit the cap.
