@@ -1,21 +1,31 @@
-//! Secrets Berth stores for tenants and must use later (upstream credentials of remote servers),
-//! sealed at rest with AES-256-GCM under a key derived from the deployment secret
-//! (`BERTH_SECRET_KEY`).
+//! Secrets Berth stores for tenants and must use later (upstream credentials of remote servers,
+//! servers' secrets), sealed at rest with AES-256-GCM under a key derived from the deployment
+//! secret (`BERTH_SECRET_KEY`), one key per purpose.
 //!
 //! A sealed value is text: `berth:sealed:v1:` then base64url (no padding) of a random 96-bit
 //! nonce followed by the ciphertext and tag. [`open_or_plain`] passes values without the prefix
 //! through unchanged, so rows written before sealing existed keep working.
+//!
+//! A value sealed with [`seal_bound`] is also bound to a context (its tenant, server and name,
+//! [`server_secret_context`]) as AES-GCM associated data: copied into another row, it no longer
+//! opens, so someone who can write the database but not read the key cannot hand one tenant's
+//! secret to another tenant's server.
 
-use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
+use crate::{ServerId, TenantId};
+
 /// The purpose string of the key that seals remote servers' upstream headers.
 pub const UPSTREAM_HEADERS: &str = "berth upstream headers v1";
+/// The purpose string of the key that seals servers' secrets (`berth:mcp/config`).
+pub const SERVER_SECRETS: &str = "berth server secrets v1";
 
-const PREFIX: &str = "berth:sealed:v1:";
+/// What every sealed value starts with.
+pub const PREFIX: &str = "berth:sealed:v1:";
 const NONCE_LEN: usize = 12;
 
 /// A sealing key; never printed.
@@ -53,12 +63,24 @@ pub fn is_sealed(value: &str) -> bool {
     value.starts_with(PREFIX)
 }
 
+/// The context a server's secret is bound to: its tenant, its server and its name (secret names
+/// hold neither `;` nor `=`, so no two contexts are spelled alike).
+pub fn server_secret_context(tenant: TenantId, server: ServerId, name: &str) -> String {
+    format!("tenant={tenant};server={server};secret={name}")
+}
+
 /// Seals `plain` under `key` with a fresh random nonce.
 pub fn seal(key: &SealKey, plain: &str) -> String {
+    seal_bound(key, "", plain)
+}
+
+/// Seals `plain` under `key`, bound to `context`: it opens only with the same context.
+pub fn seal_bound(key: &SealKey, context: &str, plain: &str) -> String {
     let nonce_bytes: [u8; NONCE_LEN] = rand::random();
     let nonce = Nonce::from(nonce_bytes);
+    let payload = Payload { msg: plain.as_bytes(), aad: context.as_bytes() };
     // Encryption into a Vec cannot fail for inputs below the AES-GCM size limit (64 GiB).
-    let sealed = key.cipher().encrypt(&nonce, plain.as_bytes()).unwrap_or_default();
+    let sealed = key.cipher().encrypt(&nonce, payload).unwrap_or_default();
     let mut bytes = Vec::with_capacity(NONCE_LEN + sealed.len());
     bytes.extend_from_slice(&nonce_bytes);
     bytes.extend_from_slice(&sealed);
@@ -67,11 +89,18 @@ pub fn seal(key: &SealKey, plain: &str) -> String {
 
 /// Opens a sealed value; a value that is not sealed is returned as is.
 pub fn open_or_plain(key: &SealKey, value: &str) -> Result<String, OpenError> {
+    open_or_plain_bound(key, "", value)
+}
+
+/// Opens a value sealed with [`seal_bound`] for `context`; a value that is not sealed is
+/// returned as is.
+pub fn open_or_plain_bound(key: &SealKey, context: &str, value: &str) -> Result<String, OpenError> {
     let Some(encoded) = value.strip_prefix(PREFIX) else { return Ok(value.to_owned()) };
     let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| OpenError)?;
     let (nonce, sealed) = bytes.split_at_checked(NONCE_LEN).ok_or(OpenError)?;
     let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| OpenError)?;
-    let plain = key.cipher().decrypt(&Nonce::from(nonce), sealed).map_err(|_| OpenError)?;
+    let payload = Payload { msg: sealed, aad: context.as_bytes() };
+    let plain = key.cipher().decrypt(&Nonce::from(nonce), payload).map_err(|_| OpenError)?;
     String::from_utf8(plain).map_err(|_| OpenError)
 }
 
@@ -92,6 +121,29 @@ mod tests {
         let mut tampered = sealed.clone();
         tampered.push('A');
         assert_eq!(open_or_plain(&key, &tampered), Err(OpenError));
+    }
+
+    #[test]
+    fn bound_values_open_in_their_own_context_only() {
+        let key = SealKey::derive(b"a secret of at least thirty-two chars", SERVER_SECRETS);
+        let (acme, globex) = (TenantId::new(), TenantId::new());
+        let server = ServerId::new();
+        let here = server_secret_context(acme, server, "TOKEN");
+        let sealed = seal_bound(&key, &here, "acme-token");
+        assert!(is_sealed(&sealed) && !sealed.contains("acme-token"));
+        assert_eq!(open_or_plain_bound(&key, &here, &sealed).unwrap(), "acme-token");
+        for elsewhere in [
+            server_secret_context(globex, server, "TOKEN"),
+            server_secret_context(acme, ServerId::new(), "TOKEN"),
+            server_secret_context(acme, server, "OTHER"),
+            String::new(),
+        ] {
+            assert_eq!(open_or_plain_bound(&key, &elsewhere, &sealed), Err(OpenError), "{elsewhere}");
+        }
+        assert_eq!(open_or_plain(&key, &sealed), Err(OpenError), "a bound value needs its context");
+        let other = SealKey::derive(b"a secret of at least thirty-two chars", UPSTREAM_HEADERS);
+        assert_eq!(open_or_plain_bound(&other, &here, &sealed), Err(OpenError), "each purpose has its own key");
+        assert_eq!(open_or_plain_bound(&key, &here, "plain").unwrap(), "plain");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use berth_core::{ServerId, TenantScope};
+use berth_core::{AdminScope, ServerId, TenantId, TenantScope};
 use sqlx::PgConnection;
 
 use crate::error::Result;
@@ -66,4 +66,57 @@ pub async fn replace(
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// A secret stored as given: written before secrets were sealed, or by a control plane that had
+/// no `BERTH_SECRET_KEY`.
+#[derive(Debug)]
+pub struct PlainSecret {
+    /// Its tenant.
+    pub tenant: TenantId,
+    /// Its server.
+    pub server: ServerId,
+    /// Its name (the config key).
+    pub name: String,
+    /// The value as stored.
+    pub value: String,
+}
+
+/// Seals, across every tenant, the secrets whose value does not start with `sealed_prefix`:
+/// `seal` returns each one's sealed text. A row that changed meanwhile is left to its writer.
+/// Returns how many were sealed. Platform maintenance at start-up, hence the admin scope.
+pub async fn seal_plain_secrets(
+    conn: &mut PgConnection,
+    _admin: AdminScope,
+    sealed_prefix: &str,
+    seal: impl Fn(&PlainSecret) -> String,
+) -> Result<u64> {
+    let rows = sqlx::query!(
+        "SELECT tenant_id, server_id, key, value FROM server_config WHERE secret AND NOT starts_with(value, $1)",
+        sealed_prefix
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut sealed = 0;
+    for row in rows {
+        let plain = PlainSecret {
+            tenant: TenantId::from_uuid(row.tenant_id),
+            server: ServerId::from_uuid(row.server_id),
+            name: row.key,
+            value: row.value,
+        };
+        let done = sqlx::query!(
+            "UPDATE server_config SET value = $5 \
+             WHERE tenant_id = $1 AND server_id = $2 AND key = $3 AND value = $4 AND secret",
+            plain.tenant.as_uuid(),
+            plain.server.as_uuid(),
+            plain.name,
+            plain.value,
+            seal(&plain)
+        )
+        .execute(&mut *conn)
+        .await?;
+        sealed += done.rows_affected();
+    }
+    Ok(sealed)
 }

@@ -104,6 +104,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             require_current_schema(&pool).await?;
             let admin_token =
                 settings.admin_token.clone().context("BERTH_ADMIN_TOKEN must be set for `berth control-plane`")?;
+            if let Some(secret) = &settings.secret_key {
+                berth::startup::seal_stored_secrets(&pool, secret).await?;
+            }
             // The control plane serves no MCP traffic: its session secret is throwaway.
             let wasm = berth::startup::wasm_runtime(&settings)?;
             let wiring = Wiring {
@@ -193,6 +196,7 @@ async fn up(settings: Settings) -> anyhow::Result<()> {
         let validator = WasmValidator(wasm.clone());
         let demo = berth::demo::ensure(&pool, &validator).await?;
         let secret_key = berth::startup::secret_key(&settings)?;
+        berth::startup::seal_stored_secrets(&pool, &secret_key).await?;
         let runtimes = berth::startup::runtimes(&settings, pool.clone(), wasm, &secret_key).await;
         let containers = runtimes.containers().cloned();
         let wiring = Wiring {

@@ -10,6 +10,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use berth_core::backend::{BackendResolver, ComponentValidator};
+use berth_core::sealed::{self, SealKey};
 use berth_sessions::{SessionConfig, SessionRegistry};
 use berth_storage::PgPool;
 use secrecy::{ExposeSecret, SecretString};
@@ -77,6 +78,18 @@ impl Application {
             ..berth_data_plane::quota::QuotaSettings::default()
         }));
         let accounting = Arc::new(berth_data_plane::accounting::Accounting::new(auditor.clone(), Some(quotas.clone())));
+        // What stored secrets are sealed with: the data plane's secret. `berth control-plane`
+        // alone holds a throwaway session secret, so it seals with a configured BERTH_SECRET_KEY
+        // only, and otherwise stores secrets as given.
+        let sealing_secret = match planes {
+            Planes::Control => settings.secret_key.as_ref(),
+            Planes::Both | Planes::Data => Some(&secret_key),
+        };
+        if sealing_secret.is_none() {
+            tracing::warn!(
+                "BERTH_SECRET_KEY is not set: servers' secrets and remote upstream credentials are stored unsealed"
+            );
+        }
         let control = berth_control_plane::ControlPlaneState {
             pool: pool.clone(),
             admin_token,
@@ -85,15 +98,9 @@ impl Application {
             max_json_bytes: settings.max_json_bytes,
             validator,
             auditor: auditor.clone(),
-            // `berth control-plane` alone holds a throwaway session secret: it seals with the
-            // configured BERTH_SECRET_KEY only (the data plane's), else stores headers as given.
-            upstream_key: match planes {
-                Planes::Control => settings.secret_key.as_ref(),
-                Planes::Both | Planes::Data => Some(&secret_key),
-            }
-            .map(|s| {
-                berth_core::sealed::SealKey::derive(s.expose_secret().as_bytes(), berth_core::sealed::UPSTREAM_HEADERS)
-            }),
+            upstream_key: sealing_secret
+                .map(|s| SealKey::derive(s.expose_secret().as_bytes(), sealed::UPSTREAM_HEADERS)),
+            secrets_key: sealing_secret.map(|s| SealKey::derive(s.expose_secret().as_bytes(), sealed::SERVER_SECRETS)),
             client_documents: Arc::new(berth_control_plane::ClientDocuments::new(settings.oauth_cimd_allow_loopback)),
         };
         let mut sessions = SessionConfig::new(node.clone(), secret_key.expose_secret().as_bytes());
@@ -223,6 +230,25 @@ pub fn persistent_secret(
 /// The platform admin token (`BERTH_ADMIN_TOKEN`, else `{data_dir}/admin-token`).
 pub fn admin_token(settings: &Settings) -> anyhow::Result<(SecretString, bool)> {
     persistent_secret(settings.admin_token.as_ref(), settings, "admin-token", berth_auth::generate_admin_token)
+}
+
+/// Seals the servers' secrets still stored as given (written before secrets were sealed, or by a
+/// `berth control-plane` without `BERTH_SECRET_KEY`) with the key derived from `secret`; returns
+/// how many. Run at start by the processes that seal what they store.
+pub async fn seal_stored_secrets(pool: &PgPool, secret: &SecretString) -> anyhow::Result<u64> {
+    let key = SealKey::derive(secret.expose_secret().as_bytes(), sealed::SERVER_SECRETS);
+    let mut conn = pool.acquire().await.context("cannot reach the database to seal stored secrets")?;
+    let admin = berth_core::AdminScope::from_verified_admin_token();
+    let count = berth_storage::server_config::seal_plain_secrets(&mut conn, admin, sealed::PREFIX, |plain| {
+        let context = sealed::server_secret_context(plain.tenant, plain.server, &plain.name);
+        sealed::seal_bound(&key, &context, &plain.value)
+    })
+    .await
+    .context("cannot seal the servers' secrets stored unsealed")?;
+    if count > 0 {
+        tracing::info!(count, "sealed servers' secrets that were stored unsealed");
+    }
+    Ok(count)
 }
 
 /// The data-plane secret (`BERTH_SECRET_KEY`, else `{data_dir}/secret-key`).

@@ -39,6 +39,9 @@ pub struct ControlPlaneState {
     /// Seals remote servers' upstream headers before they are stored (`None`: stored as given,
     /// when this process has no `BERTH_SECRET_KEY` shared with the data plane).
     pub upstream_key: Option<berth_core::sealed::SealKey>,
+    /// Seals servers' secrets before they are stored, each bound to its tenant, server and name
+    /// (`None`: stored as given, as for `upstream_key`).
+    pub secrets_key: Option<berth_core::sealed::SealKey>,
     /// Fetches and caches the Client ID Metadata Documents of URL `client_id`s, shared by every
     /// tenant's authorization server.
     pub client_documents: std::sync::Arc<ClientDocuments>,

@@ -2,13 +2,16 @@
 //! images in the container runtime (Docker), remote servers through the remote proxy.
 //!
 //! A build or node without a Docker daemon answers container servers with a clear 503; remote
-//! upstream headers are decrypted here with the key derived from `BERTH_SECRET_KEY`
-//! (`berth_core::sealed`), just before they are handed to the remote runtime.
+//! upstream headers and servers' secrets are decrypted here with keys derived from
+//! `BERTH_SECRET_KEY` (`berth_core::sealed`), just before they are handed to the remote or WASM
+//! runtime.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use berth_core::backend::{Backend, BackendError, BackendResolver, BoxFuture};
-use berth_core::{Server, ServerVersion, Tenant, TenantScope, VersionSpec};
+use berth_core::sealed::{self, SealKey};
+use berth_core::{Server, ServerId, ServerVersion, Tenant, TenantScope, VersionSpec};
 use berth_runtime_container::{ContainerRuntime, RemoteRuntime, VersionKey};
 use berth_runtime_wasm::{ServerSpec, WasmRuntime};
 use berth_storage::PgPool;
@@ -20,7 +23,8 @@ pub struct Runtimes {
     wasm: WasmRuntime,
     containers: Option<ContainerRuntime>,
     remote: RemoteRuntime,
-    headers_key: Option<berth_core::sealed::SealKey>,
+    headers_key: Option<SealKey>,
+    secrets_key: Option<SealKey>,
 }
 
 impl std::fmt::Debug for Runtimes {
@@ -33,7 +37,7 @@ impl Runtimes {
     /// Resolves over `pool` with `wasm` running components; no container runtime, and remote
     /// headers used as stored (see [`Runtimes::with_containers`], [`Runtimes::with_secret`]).
     pub fn new(pool: PgPool, wasm: WasmRuntime) -> Self {
-        Self { pool, wasm, containers: None, remote: RemoteRuntime::default(), headers_key: None }
+        Self { pool, wasm, containers: None, remote: RemoteRuntime::default(), headers_key: None, secrets_key: None }
     }
 
     /// Runs container versions on `containers`, storing their failed starts (with the
@@ -71,10 +75,12 @@ impl Runtimes {
         self
     }
 
-    /// Decrypts sealed remote headers with the key derived from the data-plane secret.
+    /// Decrypts sealed remote headers and servers' secrets with the keys derived from the
+    /// data-plane secret.
     #[must_use]
     pub fn with_secret(mut self, secret: &[u8]) -> Self {
-        self.headers_key = Some(berth_core::sealed::SealKey::derive(secret, berth_core::sealed::UPSTREAM_HEADERS));
+        self.headers_key = Some(SealKey::derive(secret, sealed::UPSTREAM_HEADERS));
+        self.secrets_key = Some(SealKey::derive(secret, sealed::SERVER_SECRETS));
         self
     }
 
@@ -88,6 +94,29 @@ fn unavailable(what: impl std::fmt::Display) -> BackendError {
     BackendError::Unavailable(what.to_string())
 }
 
+/// Opens a server's sealed secrets in place, each in its own context (its tenant, server and
+/// name). A secret that does not open, or a sealed one on a node without the key, makes the
+/// server unavailable rather than hand its guest ciphertext or another server's secret.
+fn open_secrets(
+    key: Option<&SealKey>,
+    scope: &TenantScope,
+    server: ServerId,
+    secrets: &mut BTreeMap<String, String>,
+) -> Result<(), BackendError> {
+    let refused = || unavailable("the server's secrets cannot be decrypted with this node's BERTH_SECRET_KEY");
+    for (name, value) in secrets.iter_mut() {
+        match key {
+            Some(key) => {
+                let context = sealed::server_secret_context(scope.tenant_id(), server, name);
+                *value = sealed::open_or_plain_bound(key, &context, value).map_err(|_| refused())?;
+            }
+            None if sealed::is_sealed(value) => return Err(refused()),
+            None => {}
+        }
+    }
+    Ok(())
+}
+
 impl BackendResolver for Runtimes {
     fn resolve(
         &self,
@@ -99,17 +128,19 @@ impl BackendResolver for Runtimes {
             VersionSpec::Wasm(spec) => {
                 // The route was authorized before resolution; the scope reads only this tenant's rows.
                 let scope = TenantScope::from_verified_credentials(tenant.id, tenant.slug.clone());
-                let (pool, wasm, server_id) = (self.pool.clone(), self.wasm.clone(), server.id);
+                let (pool, wasm, server_id, key) =
+                    (self.pool.clone(), self.wasm.clone(), server.id, self.secrets_key.clone());
                 let (sha256, egress) = (spec.sha256.clone(), spec.egress.clone());
                 Box::pin(async move {
                     let mut conn = pool.acquire().await.map_err(|_| unavailable("the database is unreachable"))?;
                     let bytes = berth_storage::versions::get_component(&mut conn, &scope, &sha256)
                         .await
                         .map_err(|e| unavailable(format!("cannot load the component: {e}")))?;
-                    let config = berth_storage::server_config::get(&mut conn, &scope, server_id)
+                    let mut config = berth_storage::server_config::get(&mut conn, &scope, server_id)
                         .await
                         .map_err(|e| unavailable(format!("cannot load the configuration: {e}")))?;
                     drop(conn);
+                    open_secrets(key.as_ref(), &scope, server_id, &mut config.secrets)?;
                     let component = wasm
                         .load(&sha256, &bytes)
                         .await
@@ -144,7 +175,7 @@ impl BackendResolver for Runtimes {
                     let mut headers = spec.headers;
                     if let Some(key) = &key {
                         for value in headers.values_mut() {
-                            *value = berth_core::sealed::open_or_plain(key, value).map_err(|_| {
+                            *value = sealed::open_or_plain(key, value).map_err(|_| {
                                 unavailable(
                                     "the upstream credentials cannot be decrypted with this node's BERTH_SECRET_KEY",
                                 )

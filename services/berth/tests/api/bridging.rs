@@ -41,7 +41,7 @@ pub async fn spawn_bridging_app_with(container_settings: ContainerSettings) -> B
     let app = Application::build(&test_settings(), wiring, Planes::Both).expect("failed to build the app");
     let address = format!("http://127.0.0.1:{}", app.port());
     actix_web::rt::spawn(app.run_until_stopped());
-    BridgingApp { app: TestApp { address, admin_token, db, client: test_client() }, containers }
+    BridgingApp { app: TestApp { address, admin_token, db, client: test_client(), secret_key: secret }, containers }
 }
 
 /// A container server `tenant/slug` running `spec`, published and active.

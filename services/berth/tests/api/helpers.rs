@@ -22,6 +22,8 @@ pub struct TestApp {
     pub admin_token: String,
     pub db: TestDatabase,
     pub client: reqwest::Client,
+    /// The data-plane secret (`BERTH_SECRET_KEY`) stored secrets are sealed with.
+    pub secret_key: String,
 }
 
 fn init_logs() {
@@ -80,10 +82,17 @@ pub async fn spawn_app_with_runtimes() -> TestApp {
     };
     let wasm = berth_runtime_wasm::WasmRuntime::new(settings).expect("wasm runtime");
     let db = berth_test_support::database().await;
-    let resolver = Arc::new(berth_data_plane::Runtimes::new(db.pool.clone(), wasm.clone()));
+    // The resolver opens what the control plane seals: both get the same secret, as in `berth up`.
+    let secret = new_secret();
+    let resolver = berth_data_plane::Runtimes::new(db.pool.clone(), wasm.clone()).with_secret(secret.as_bytes());
     let mut settings = test_settings();
     settings.max_upload_bytes = 8 * 1024 * 1024;
-    spawn_app_on(settings, db, resolver, Arc::new(berth_data_plane::WasmValidator(wasm))).await
+    let validator = Arc::new(berth_data_plane::WasmValidator(wasm));
+    spawn_app_with_secret(settings, db, Arc::new(resolver), validator, secret).await
+}
+
+fn new_secret() -> String {
+    format!("test-secret-{}", uuid::Uuid::new_v4())
 }
 
 /// Spawns the app with `resolver` finding backends (the fixture backend for MCP tests).
@@ -98,19 +107,29 @@ pub async fn spawn_app_on(
     resolver: Arc<dyn berth_core::backend::BackendResolver>,
     validator: Arc<dyn berth_core::backend::ComponentValidator>,
 ) -> TestApp {
+    spawn_app_with_secret(settings, db, resolver, validator, new_secret()).await
+}
+
+async fn spawn_app_with_secret(
+    settings: Settings,
+    db: TestDatabase,
+    resolver: Arc<dyn berth_core::backend::BackendResolver>,
+    validator: Arc<dyn berth_core::backend::ComponentValidator>,
+    secret_key: String,
+) -> TestApp {
     init_logs();
     let admin_token = format!("berth_admin_test_{}", uuid::Uuid::new_v4().simple());
     let wiring = Wiring {
         pool: db.pool.clone(),
         admin_token: SecretString::from(admin_token.clone()),
-        secret_key: SecretString::from(format!("test-secret-{}", uuid::Uuid::new_v4())),
+        secret_key: SecretString::from(secret_key.clone()),
         resolver,
         validator,
     };
     let app = Application::build(&settings, wiring, Planes::Both).expect("failed to build the app");
     let address = format!("http://127.0.0.1:{}", app.port());
     actix_web::rt::spawn(app.run_until_stopped());
-    TestApp { address, admin_token, db, client: test_client() }
+    TestApp { address, admin_token, db, client: test_client(), secret_key }
 }
 
 /// The `items` of a list reply.

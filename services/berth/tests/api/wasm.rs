@@ -151,3 +151,90 @@ async fn guests_read_only_their_own_servers_config_and_secrets() {
         t.modern(&t.url("acme", "classic"), Some(&t.acme), json!(3), "tools/list", json!({}), json!({})).await;
     assert!(!classic.text.contains("acme-value"), "config never leaks into another server");
 }
+
+/// What the `hostile` guest of `tenant` reads as its secret `TOKEN`.
+async fn read_token(t: &McpApp, tenant: &str) -> crate::mcp_client::McpReply {
+    let key = if tenant == "acme" { &t.acme } else { &t.globex };
+    let call = json!({"name": "config", "arguments": {"key": "TOKEN"}});
+    t.modern(&t.url(tenant, "hostile"), Some(key), json!(1), "tools/call", call, json!({})).await
+}
+
+/// Makes the data plane load `tenant`'s `hostile` server again (its configuration with it).
+async fn reload_hostile(t: &McpApp, tenant: &str) {
+    let touched = t
+        .app
+        .execute(&format!(
+            "UPDATE servers SET updated_at = now() WHERE slug = 'hostile' \
+             AND tenant_id = (SELECT id FROM tenants WHERE slug = '{tenant}')"
+        ))
+        .await;
+    assert_eq!(touched, 1);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+}
+
+#[actix_web::test]
+async fn secrets_are_sealed_at_rest_and_open_only_for_their_own_server() {
+    let t = wasm_app().await;
+    for tenant in ["acme", "globex"] {
+        let body = json!({"secrets": {"TOKEN": format!("{tenant}-token-value")}});
+        let path = format!("/api/v1/tenants/{tenant}/servers/hostile/config");
+        t.app.send(t.app.request(As::Admin, reqwest::Method::PUT, &path).json(&body)).await.assert_status(200);
+    }
+    let sealed = t.app.execute("SELECT 1 FROM server_config WHERE secret AND value LIKE 'berth:sealed:v1:%'").await;
+    assert_eq!(sealed, 2, "both tenants' secrets are stored sealed");
+    assert_eq!(t.app.execute("SELECT 1 FROM server_config WHERE value LIKE '%token-value%'").await, 0);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for tenant in ["acme", "globex"] {
+        let reply = read_token(&t, tenant).await;
+        assert!(reply.text.contains(&format!("{tenant}-token-value")), "{tenant}: {}", reply.text);
+    }
+
+    // Someone who can write the database but not read the key copies acme's sealed secret into
+    // globex's row: it is bound to acme's server, so globex's guest gets no secret at all.
+    let copied = t
+        .app
+        .execute(
+            "UPDATE server_config g SET value = a.value FROM server_config a \
+             WHERE a.key = 'TOKEN' AND g.key = 'TOKEN' \
+             AND a.tenant_id = (SELECT id FROM tenants WHERE slug = 'acme') \
+             AND g.tenant_id = (SELECT id FROM tenants WHERE slug = 'globex')",
+        )
+        .await;
+    assert_eq!(copied, 1);
+    reload_hostile(&t, "globex").await;
+    let refused = read_token(&t, "globex").await;
+    assert!(!refused.text.contains("acme-token-value"), "{}", refused.text);
+    assert!(refused.text.contains("cannot be decrypted"), "{}", refused.text);
+    let acme = read_token(&t, "acme").await;
+    assert!(acme.text.contains("acme-token-value"), "the owner still reads it: {}", acme.text);
+}
+
+#[actix_web::test]
+async fn secrets_stored_unsealed_are_sealed_at_start_and_still_read() {
+    let t = wasm_app().await;
+    // Rows as written before sealing existed (or by a control plane without BERTH_SECRET_KEY).
+    let inserted = t
+        .app
+        .execute(
+            "INSERT INTO server_config (tenant_id, server_id, key, value, secret) \
+             SELECT s.tenant_id, s.id, 'TOKEN', 'old-' || t.slug, true \
+             FROM servers s JOIN tenants t ON t.id = s.tenant_id WHERE s.slug = 'hostile'",
+        )
+        .await;
+    assert_eq!(inserted, 2);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert!(read_token(&t, "acme").await.text.contains("old-acme"), "plain rows keep working");
+
+    let secret = secrecy::SecretString::from(t.app.secret_key.clone());
+    assert_eq!(berth::startup::seal_stored_secrets(&t.app.db.pool, &secret).await.unwrap(), 2);
+    assert_eq!(t.app.execute("SELECT 1 FROM server_config WHERE value LIKE 'old-%'").await, 0);
+    assert_eq!(t.app.execute("SELECT 1 FROM server_config WHERE value LIKE 'berth:sealed:v1:%'").await, 2);
+    assert_eq!(berth::startup::seal_stored_secrets(&t.app.db.pool, &secret).await.unwrap(), 0, "once only");
+    for tenant in ["acme", "globex"] {
+        reload_hostile(&t, tenant).await;
+        let reply = read_token(&t, tenant).await;
+        assert!(reply.text.contains(&format!("old-{tenant}")), "{tenant}: {}", reply.text);
+        let other = if tenant == "acme" { "old-globex" } else { "old-acme" };
+        assert!(!reply.text.contains(other), "{tenant}: {}", reply.text);
+    }
+}

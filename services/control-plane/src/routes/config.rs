@@ -1,7 +1,7 @@
 //! `/tenants/{tenant}/servers/{server}/config`: configuration and secrets handed to the server.
 
 use actix_web::{HttpResponse, web};
-use berth_core::{Error as Invalid, Scope, Slug};
+use berth_core::{Error as Invalid, Scope, Slug, sealed};
 use berth_storage::server_config::{self, ServerConfig};
 use berth_storage::servers;
 
@@ -49,7 +49,9 @@ pub(crate) async fn get(
     Ok(HttpResponse::Ok().json(body(server_config::get(&mut conn, &scope, server.id).await?)))
 }
 
-/// Replaces a server's configuration and secrets.
+/// Replaces a server's configuration and secrets. Secrets are stored sealed (AES-256-GCM under a
+/// key derived from `BERTH_SECRET_KEY`, bound to their tenant, server and name) and only the
+/// data plane opens them, for the server's guest.
 #[utoipa::path(put, path = "/api/v1/tenants/{tenant}/servers/{server}/config", tag = "servers", request_body = PutConfig,
     responses((status = 200, body = ConfigBody), (status = 400), (status = 401), (status = 403), (status = 404), (status = 415)))]
 pub(crate) async fn put(
@@ -68,7 +70,13 @@ pub(crate) async fn put(
     let mut tx = state.pool.begin().await.map_err(berth_storage::Error::from)?;
     let scope = caller.tenant(&mut tx, &tenant, Scope::Admin).await?;
     let server = servers::get(&mut tx, &scope, &Slug::parse("server", &server)?).await?;
-    let config = ServerConfig { values: request.config, secrets: request.secrets };
+    let mut config = ServerConfig { values: request.config, secrets: request.secrets };
+    if let Some(key) = &state.secrets_key {
+        for (name, value) in &mut config.secrets {
+            let context = sealed::server_secret_context(scope.tenant_id(), server.id, name);
+            *value = sealed::seal_bound(key, &context, value);
+        }
+    }
     server_config::replace(&mut tx, &scope, server.id, &config).await?;
     tx.commit().await.map_err(berth_storage::Error::from)?;
     tracing::info!(tenant = %scope.slug(), server = %server.slug, "server configuration replaced");
