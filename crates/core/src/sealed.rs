@@ -1,15 +1,17 @@
 //! Secrets Berth stores for tenants and must use later (upstream credentials of remote servers,
-//! servers' secrets), sealed at rest with AES-256-GCM under a key derived from the deployment
+//! servers' secrets, OAuth signing keys), sealed at rest with AES-256-GCM under a key derived from the deployment
 //! secret (`BERTH_SECRET_KEY`), one key per purpose.
 //!
 //! A sealed value is text: `berth:sealed:v1:` then base64url (no padding) of a random 96-bit
 //! nonce followed by the ciphertext and tag. [`open_or_plain`] passes values without the prefix
 //! through unchanged, so rows written before sealing existed keep working.
 //!
-//! A value sealed with [`seal_bound`] is also bound to a context (its tenant, server and name,
-//! [`server_secret_context`]) as AES-GCM associated data: copied into another row, it no longer
+//! A value sealed with [`seal_bound`] or [`seal_bytes_bound`] is also bound to a context (its
+//! tenant, server and name, [`server_secret_context`]; its tenant and key id,
+//! [`signing_key_context`]) as AES-GCM associated data: copied into another row, it no longer
 //! opens, so someone who can write the database but not read the key cannot hand one tenant's
-//! secret to another tenant's server.
+//! secret to another tenant. Bytes (private keys) are sealed the same way, with the prefix's
+//! bytes in front and no base64.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -23,6 +25,8 @@ use crate::{ServerId, TenantId};
 pub const UPSTREAM_HEADERS: &str = "berth upstream headers v1";
 /// The purpose string of the key that seals servers' secrets (`berth:mcp/config`).
 pub const SERVER_SECRETS: &str = "berth server secrets v1";
+/// The purpose string of the key that seals tenants' OAuth signing keys.
+pub const OAUTH_SIGNING_KEYS: &str = "berth oauth signing keys v1";
 
 /// What every sealed value starts with.
 pub const PREFIX: &str = "berth:sealed:v1:";
@@ -69,6 +73,11 @@ pub fn server_secret_context(tenant: TenantId, server: ServerId, name: &str) -> 
     format!("tenant={tenant};server={server};secret={name}")
 }
 
+/// The context a tenant's signing key is bound to: its tenant and key id.
+pub fn signing_key_context(tenant: TenantId, kid: &str) -> String {
+    format!("tenant={tenant};signing-key={kid}")
+}
+
 /// Seals `plain` under `key` with a fresh random nonce.
 pub fn seal(key: &SealKey, plain: &str) -> String {
     seal_bound(key, "", plain)
@@ -76,15 +85,50 @@ pub fn seal(key: &SealKey, plain: &str) -> String {
 
 /// Seals `plain` under `key`, bound to `context`: it opens only with the same context.
 pub fn seal_bound(key: &SealKey, context: &str, plain: &str) -> String {
+    format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(encrypt(key, context, plain.as_bytes())))
+}
+
+/// Seals bytes (a private key) bound to `context`: the prefix's bytes, then the nonce,
+/// ciphertext and tag as they are.
+pub fn seal_bytes_bound(key: &SealKey, context: &str, plain: &[u8]) -> Vec<u8> {
+    let sealed = encrypt(key, context, plain);
+    let mut bytes = Vec::with_capacity(PREFIX.len() + sealed.len());
+    bytes.extend_from_slice(PREFIX.as_bytes());
+    bytes.extend_from_slice(&sealed);
+    bytes
+}
+
+/// Whether `value` was sealed by [`seal_bytes_bound`].
+pub fn is_sealed_bytes(value: &[u8]) -> bool {
+    value.starts_with(PREFIX.as_bytes())
+}
+
+/// Opens bytes sealed with [`seal_bytes_bound`] for `context`; bytes that are not sealed are
+/// returned as they are.
+pub fn open_bytes_or_plain_bound(key: &SealKey, context: &str, value: &[u8]) -> Result<Vec<u8>, OpenError> {
+    match value.strip_prefix(PREFIX.as_bytes()) {
+        Some(sealed) => decrypt(key, context, sealed),
+        None => Ok(value.to_vec()),
+    }
+}
+
+/// A fresh random nonce, then the ciphertext and tag.
+fn encrypt(key: &SealKey, context: &str, plain: &[u8]) -> Vec<u8> {
     let nonce_bytes: [u8; NONCE_LEN] = rand::random();
-    let nonce = Nonce::from(nonce_bytes);
-    let payload = Payload { msg: plain.as_bytes(), aad: context.as_bytes() };
+    let payload = Payload { msg: plain, aad: context.as_bytes() };
     // Encryption into a Vec cannot fail for inputs below the AES-GCM size limit (64 GiB).
-    let sealed = key.cipher().encrypt(&nonce, payload).unwrap_or_default();
+    let sealed = key.cipher().encrypt(&Nonce::from(nonce_bytes), payload).unwrap_or_default();
     let mut bytes = Vec::with_capacity(NONCE_LEN + sealed.len());
     bytes.extend_from_slice(&nonce_bytes);
     bytes.extend_from_slice(&sealed);
-    format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+    bytes
+}
+
+fn decrypt(key: &SealKey, context: &str, bytes: &[u8]) -> Result<Vec<u8>, OpenError> {
+    let (nonce, sealed) = bytes.split_at_checked(NONCE_LEN).ok_or(OpenError)?;
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| OpenError)?;
+    let payload = Payload { msg: sealed, aad: context.as_bytes() };
+    key.cipher().decrypt(&Nonce::from(nonce), payload).map_err(|_| OpenError)
 }
 
 /// Opens a sealed value; a value that is not sealed is returned as is.
@@ -97,10 +141,7 @@ pub fn open_or_plain(key: &SealKey, value: &str) -> Result<String, OpenError> {
 pub fn open_or_plain_bound(key: &SealKey, context: &str, value: &str) -> Result<String, OpenError> {
     let Some(encoded) = value.strip_prefix(PREFIX) else { return Ok(value.to_owned()) };
     let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| OpenError)?;
-    let (nonce, sealed) = bytes.split_at_checked(NONCE_LEN).ok_or(OpenError)?;
-    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| OpenError)?;
-    let payload = Payload { msg: sealed, aad: context.as_bytes() };
-    let plain = key.cipher().decrypt(&Nonce::from(nonce), payload).map_err(|_| OpenError)?;
+    let plain = decrypt(key, context, &bytes)?;
     String::from_utf8(plain).map_err(|_| OpenError)
 }
 
@@ -144,6 +185,27 @@ mod tests {
         let other = SealKey::derive(b"a secret of at least thirty-two chars", UPSTREAM_HEADERS);
         assert_eq!(open_or_plain_bound(&other, &here, &sealed), Err(OpenError), "each purpose has its own key");
         assert_eq!(open_or_plain_bound(&key, &here, "plain").unwrap(), "plain");
+    }
+
+    #[test]
+    fn sealed_bytes_open_in_their_own_context_only() {
+        let key = SealKey::derive(b"a secret of at least thirty-two chars", OAUTH_SIGNING_KEYS);
+        let tenant = TenantId::new();
+        let der = [0x30u8, 0x2e, 0x02, 0x01, 0x00, 0xff];
+        let here = signing_key_context(tenant, "kid-0001");
+        let sealed = seal_bytes_bound(&key, &here, &der);
+        assert!(is_sealed_bytes(&sealed) && !is_sealed_bytes(&der));
+        assert!(!sealed.windows(der.len()).any(|w| w == der), "the plain bytes do not appear");
+        assert_eq!(open_bytes_or_plain_bound(&key, &here, &sealed).unwrap(), der);
+        let elsewhere = signing_key_context(TenantId::new(), "kid-0001");
+        assert_eq!(open_bytes_or_plain_bound(&key, &elsewhere, &sealed), Err(OpenError));
+        assert_eq!(open_bytes_or_plain_bound(&key, &signing_key_context(tenant, "kid-0002"), &sealed), Err(OpenError));
+        let mut tampered = sealed.clone();
+        if let Some(last) = tampered.last_mut() {
+            *last ^= 1;
+        }
+        assert_eq!(open_bytes_or_plain_bound(&key, &here, &tampered), Err(OpenError));
+        assert_eq!(open_bytes_or_plain_bound(&key, &here, &der).unwrap(), der, "plain bytes pass through");
     }
 
     #[test]

@@ -87,7 +87,7 @@ impl Application {
         };
         if sealing_secret.is_none() {
             tracing::warn!(
-                "BERTH_SECRET_KEY is not set: servers' secrets and remote upstream credentials are stored unsealed"
+                "BERTH_SECRET_KEY is not set: servers' secrets, remote upstream credentials and OAuth signing keys are stored unsealed"
             );
         }
         let control = berth_control_plane::ControlPlaneState {
@@ -101,6 +101,8 @@ impl Application {
             upstream_key: sealing_secret
                 .map(|s| SealKey::derive(s.expose_secret().as_bytes(), sealed::UPSTREAM_HEADERS)),
             secrets_key: sealing_secret.map(|s| SealKey::derive(s.expose_secret().as_bytes(), sealed::SERVER_SECRETS)),
+            signing_keys_key: sealing_secret
+                .map(|s| SealKey::derive(s.expose_secret().as_bytes(), sealed::OAUTH_SIGNING_KEYS)),
             client_documents: Arc::new(berth_control_plane::ClientDocuments::new(settings.oauth_cimd_allow_loopback)),
         };
         let mut sessions = SessionConfig::new(node.clone(), secret_key.expose_secret().as_bytes());
@@ -232,23 +234,30 @@ pub fn admin_token(settings: &Settings) -> anyhow::Result<(SecretString, bool)> 
     persistent_secret(settings.admin_token.as_ref(), settings, "admin-token", berth_auth::generate_admin_token)
 }
 
-/// Seals the servers' secrets still stored as given (written before secrets were sealed, or by a
-/// `berth control-plane` without `BERTH_SECRET_KEY`) with the key derived from `secret`; returns
-/// how many. Run at start by the processes that seal what they store.
+/// Seals the servers' secrets and OAuth signing keys still stored as given (written before they
+/// were sealed, or by a `berth control-plane` without `BERTH_SECRET_KEY`) with the keys derived
+/// from `secret`; returns how many. Run at start by the processes that seal what they store.
 pub async fn seal_stored_secrets(pool: &PgPool, secret: &SecretString) -> anyhow::Result<u64> {
-    let key = SealKey::derive(secret.expose_secret().as_bytes(), sealed::SERVER_SECRETS);
+    let secrets_key = SealKey::derive(secret.expose_secret().as_bytes(), sealed::SERVER_SECRETS);
+    let signing_key = SealKey::derive(secret.expose_secret().as_bytes(), sealed::OAUTH_SIGNING_KEYS);
     let mut conn = pool.acquire().await.context("cannot reach the database to seal stored secrets")?;
-    let admin = berth_core::AdminScope::from_verified_admin_token();
-    let count = berth_storage::server_config::seal_plain_secrets(&mut conn, admin, sealed::PREFIX, |plain| {
+    let admin = || berth_core::AdminScope::from_verified_admin_token();
+    let secrets = berth_storage::server_config::seal_plain_secrets(&mut conn, admin(), sealed::PREFIX, |plain| {
         let context = sealed::server_secret_context(plain.tenant, plain.server, &plain.name);
-        sealed::seal_bound(&key, &context, &plain.value)
+        sealed::seal_bound(&secrets_key, &context, &plain.value)
     })
     .await
     .context("cannot seal the servers' secrets stored unsealed")?;
-    if count > 0 {
-        tracing::info!(count, "sealed servers' secrets that were stored unsealed");
+    let prefix = sealed::PREFIX.as_bytes();
+    let keys = berth_storage::oauth::seal_plain_signing_keys(&mut conn, admin(), prefix, |tenant, kid, der| {
+        sealed::seal_bytes_bound(&signing_key, &sealed::signing_key_context(tenant, kid), der)
+    })
+    .await
+    .context("cannot seal the OAuth signing keys stored unsealed")?;
+    if secrets + keys > 0 {
+        tracing::info!(secrets, signing_keys = keys, "sealed what was stored unsealed");
     }
-    Ok(count)
+    Ok(secrets + keys)
 }
 
 /// The data-plane secret (`BERTH_SECRET_KEY`, else `{data_dir}/secret-key`).

@@ -42,6 +42,9 @@ pub struct ControlPlaneState {
     /// Seals servers' secrets before they are stored, each bound to its tenant, server and name
     /// (`None`: stored as given, as for `upstream_key`).
     pub secrets_key: Option<berth_core::sealed::SealKey>,
+    /// Seals tenants' OAuth signing keys before they are stored, and opens them to sign (`None`:
+    /// stored as given, and a sealed key cannot be used).
+    pub signing_keys_key: Option<berth_core::sealed::SealKey>,
     /// Fetches and caches the Client ID Metadata Documents of URL `client_id`s, shared by every
     /// tenant's authorization server.
     pub client_documents: std::sync::Arc<ClientDocuments>,

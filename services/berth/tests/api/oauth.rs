@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use berth_auth::jwt::{ACCESS_TOKEN_TYPE, AccessClaims};
 use berth_auth::oauth::pkce_challenge;
+use berth_core::sealed::{self, SealKey};
 use serde_json::{Value, json};
 
 use crate::browser::{Browser, Page, form_body, query, sign_in_and_approve};
@@ -196,7 +197,19 @@ async fn forge(app: &TestApp, tenant: &str, claims: &AccessClaims) -> String {
             .unwrap();
     let scope = berth_core::TenantScope::from_verified_credentials(tenant.id, tenant.slug);
     let key = berth_storage::oauth::active_signing_key(&mut conn, &scope).await.unwrap().expect("a signing key");
-    berth_auth::jwt::sign_access_token(claims, &key.kid, &key.private_der).unwrap()
+    // Stored sealed: forging takes the database and the deployment secret.
+    let sealing = SealKey::derive(app.secret_key.as_bytes(), sealed::OAUTH_SIGNING_KEYS);
+    let context = sealed::signing_key_context(scope.tenant_id(), &key.kid);
+    let der = sealed::open_bytes_or_plain_bound(&sealing, &context, &key.private_der).unwrap();
+    berth_auth::jwt::sign_access_token(claims, &key.kid, &der).unwrap()
+}
+
+/// Rows of `oauth_signing_keys` whose private key is stored sealed, and stored plain.
+async fn signing_keys_sealed_and_plain(app: &TestApp) -> (u64, u64) {
+    let sealed = "substring(private_der FROM 1 FOR 16) = 'berth:sealed:v1:'::bytea";
+    let count =
+        |filter: String| async move { app.execute(&format!("SELECT 1 FROM oauth_signing_keys WHERE {filter}")).await };
+    (count(sealed.to_owned()).await, count(format!("NOT ({sealed})")).await)
 }
 
 fn claims_of(token: &str) -> AccessClaims {
@@ -644,6 +657,64 @@ async fn key_rotation_keeps_tokens_valid_and_publishes_both_keys() {
     let (after, _) = o.tokens("fixture").await;
     assert_ne!(jsonwebtoken::decode_header(&after).unwrap().kid, jsonwebtoken::decode_header(&before).unwrap().kid);
     assert_eq!(o.mcp_status("acme", "fixture", &after).await.status, 200);
+}
+
+#[actix_web::test]
+async fn signing_keys_are_sealed_at_rest_and_sign_only_for_their_own_tenant() {
+    let o = OAuthApp::spawn().await;
+    let (access, _) = o.tokens("fixture").await;
+    o.assert_adds(&access).await;
+    o.app().get(As::Anonymous, "/t/globex/oauth/jwks").await.assert_status(200);
+    assert_eq!(signing_keys_sealed_and_plain(o.app()).await, (2, 0), "both tenants' keys are stored sealed");
+
+    // Someone who can write the database but not read the secret puts globex's sealed key in
+    // acme's row: it is bound to globex, so acme's token endpoint signs nothing with it.
+    let moved = o
+        .app()
+        .execute(
+            "UPDATE oauth_signing_keys a SET private_der = g.private_der FROM oauth_signing_keys g \
+             WHERE a.tenant_id = (SELECT id FROM tenants WHERE slug = 'acme') \
+             AND g.tenant_id = (SELECT id FROM tenants WHERE slug = 'globex')",
+        )
+        .await;
+    assert_eq!(moved, 1);
+    let refused = o.exchange(&o.code("fixture").await).await;
+    refused.assert_status(503);
+    assert_eq!(refused.body["error"], "temporarily_unavailable", "{}", refused.text);
+    assert!(refused.body.get("access_token").is_none());
+}
+
+#[actix_web::test]
+async fn signing_keys_stored_unsealed_are_sealed_at_start_and_keep_signing() {
+    let o = OAuthApp::spawn().await;
+    // Active keys as written before keys were sealed (or by a control plane without the secret).
+    let mut kids = BTreeMap::new();
+    for tenant in ["acme", "globex"] {
+        let key = berth_auth::jwt::generate_signing_key();
+        let der: String = key.pkcs8_der.iter().map(|b| format!("{b:02x}")).collect();
+        let inserted = o
+            .app()
+            .execute(&format!(
+                "INSERT INTO oauth_signing_keys (tenant_id, kid, algorithm, private_der, public_jwk) \
+                 SELECT id, '{}', 'EdDSA', '\\x{der}'::bytea, '{}'::jsonb FROM tenants WHERE slug = '{tenant}'",
+                key.kid, key.public_jwk
+            ))
+            .await;
+        assert_eq!(inserted, 1);
+        kids.insert(tenant, key.kid);
+    }
+    assert_eq!(signing_keys_sealed_and_plain(o.app()).await, (0, 2));
+    let (before, _) = o.tokens("fixture").await;
+    assert_eq!(jsonwebtoken::decode_header(&before).unwrap().kid.as_deref(), Some(kids["acme"].as_str()));
+
+    let secret = secrecy::SecretString::from(o.app().secret_key.clone());
+    assert_eq!(berth::startup::seal_stored_secrets(&o.app().db.pool, &secret).await.unwrap(), 2);
+    assert_eq!(signing_keys_sealed_and_plain(o.app()).await, (2, 0));
+    assert_eq!(berth::startup::seal_stored_secrets(&o.app().db.pool, &secret).await.unwrap(), 0, "once only");
+    let (after, _) = o.tokens("fixture").await;
+    assert_eq!(jsonwebtoken::decode_header(&after).unwrap().kid.as_deref(), Some(kids["acme"].as_str()));
+    o.assert_adds(&after).await;
+    o.assert_adds(&before).await;
 }
 
 #[actix_web::test]

@@ -25,6 +25,7 @@ use super::clients::{Client, Presented};
 use super::errors::OAuthError;
 use super::keys;
 use crate::ControlPlaneState;
+use berth_core::sealed::SealKey;
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct TokenForm {
@@ -92,7 +93,7 @@ pub(crate) async fn exchange(
         }
     };
     let urls = Urls::new(&state.public_url);
-    let response = issue(&mut tx, &scope, &urls, &client, &grant).await?;
+    let response = issue(&mut tx, &scope, &urls, &client, &grant, state.signing_keys_key.as_ref()).await?;
     tx.commit().await.map_err(berth_storage::Error::from)?;
     tracing::info!(tenant = %tenant.slug, client_id = %client.client_id, grant_id = %grant.id, "tokens issued");
     Ok(HttpResponse::Ok()
@@ -184,8 +185,9 @@ async fn issue(
     urls: &Urls,
     client: &Client,
     grant: &Grant,
+    sealing: Option<&SealKey>,
 ) -> Result<TokenResponse, OAuthError> {
-    let key = keys::active(conn, scope).await?;
+    let key = keys::active(conn, scope, sealing).await?;
     let now = Utc::now().timestamp();
     let scopes = scope_string(&grant.scopes);
     let claims = AccessClaims {

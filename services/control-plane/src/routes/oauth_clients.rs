@@ -205,7 +205,7 @@ pub(crate) async fn rotate_key(
     let scope = caller.tenant(&mut conn, &path, Scope::Admin).await?;
     drop(conn);
     let mut tx = state.pool.begin().await.map_err(berth_storage::Error::from)?;
-    let kid = crate::oauth::rotate_signing_key(&mut tx, &scope).await?;
+    let kid = crate::oauth::rotate_signing_key(&mut tx, &scope, state.signing_keys_key.as_ref()).await?;
     let keys = oauth::list_signing_keys(&mut tx, &scope).await?;
     tx.commit().await.map_err(berth_storage::Error::from)?;
     tracing::info!(tenant = %scope.slug(), kid = %kid, "signing key rotated");
