@@ -288,6 +288,36 @@ pub async fn insert_client(conn: &mut PgConnection, scope: &TenantScope, new: &N
     .map_err(|e| Error::on_unique(e, || "client id collision; try again".to_owned()))
 }
 
+/// Clients of the tenant registered through Dynamic Client Registration.
+pub async fn count_dynamic_clients(conn: &mut PgConnection, scope: &TenantScope) -> Result<i64> {
+    let count = sqlx::query_scalar!(
+        "SELECT count(*) FROM oauth_clients WHERE tenant_id = $1 AND registered_by = 'dynamic'",
+        scope.tenant_id().as_uuid()
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(count.unwrap_or(0))
+}
+
+/// Removes the tenant's dynamically registered clients created before `created_before` that
+/// never got a grant (no member ever consented to them); returns how many.
+pub async fn delete_unused_dynamic_clients(
+    conn: &mut PgConnection,
+    scope: &TenantScope,
+    created_before: DateTime<Utc>,
+) -> Result<u64> {
+    let done = sqlx::query!(
+        "DELETE FROM oauth_clients c
+         WHERE c.tenant_id = $1 AND c.registered_by = 'dynamic' AND c.created_at < $2
+           AND NOT EXISTS (SELECT 1 FROM oauth_grants g WHERE g.tenant_id = c.tenant_id AND g.client_id = c.client_id)",
+        scope.tenant_id().as_uuid(),
+        created_before
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Reads a client.
 pub async fn get_client(conn: &mut PgConnection, scope: &TenantScope, client_id: &str) -> Result<Option<OAuthClient>> {
     Ok(sqlx::query_as!(

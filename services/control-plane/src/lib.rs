@@ -17,7 +17,7 @@ use actix_web::web;
 use berth_storage::PgPool;
 use secrecy::SecretString;
 
-pub use oauth::ClientDocuments;
+pub use oauth::{ClientDocuments, RegistrationLimiter};
 
 /// What the control plane needs at run time.
 #[derive(Clone)]
@@ -45,6 +45,8 @@ pub struct ControlPlaneState {
     /// Seals tenants' OAuth signing keys before they are stored, and opens them to sign (`None`:
     /// stored as given, and a sealed key cannot be used).
     pub signing_keys_key: Option<berth_core::sealed::SealKey>,
+    /// Per-address allowance of Dynamic Client Registration on this node.
+    pub registrations: std::sync::Arc<RegistrationLimiter>,
     /// Fetches and caches the Client ID Metadata Documents of URL `client_id`s, shared by every
     /// tenant's authorization server.
     pub client_documents: std::sync::Arc<ClientDocuments>,

@@ -764,6 +764,80 @@ async fn dynamic_registration_validates_metadata_and_confidential_clients_authen
 }
 
 #[actix_web::test]
+async fn dynamic_registration_is_limited_per_address() {
+    let o = OAuthApp::spawn().await;
+    let body = json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"});
+    // `OAuthApp::spawn` registered one already; every request counts, whatever its tenant.
+    for i in 1..20 {
+        let tenant = if i % 2 == 0 { "acme" } else { "globex" };
+        o.app().post_json(As::Anonymous, &format!("/t/{tenant}/oauth/register"), &body).await.assert_status(201);
+    }
+    for tenant in ["acme", "globex"] {
+        let refused = o.app().post_json(As::Anonymous, &format!("/t/{tenant}/oauth/register"), &body).await;
+        refused.assert_status(429);
+        assert_eq!(refused.body["error"], "temporarily_unavailable", "{}", refused.text);
+        let retry: u64 = refused.headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=4).contains(&retry), "one registration refills in 3 s: {retry}");
+    }
+    assert_eq!(o.app().execute("SELECT 1 FROM oauth_clients").await, 20, "refused requests stored nothing");
+    // The rest of the OAuth server is not limited by it.
+    let (access, _) = o.tokens("fixture").await;
+    o.assert_adds(&access).await;
+}
+
+#[actix_web::test]
+async fn a_tenant_holds_a_bounded_number_of_dynamic_clients_and_unused_ones_make_room() {
+    let o = OAuthApp::spawn().await;
+    let fill = |tenant: &str, count: u32, age: &str| {
+        format!(
+            "INSERT INTO oauth_clients (tenant_id, client_id, name, redirect_uris, token_endpoint_auth_method, \
+             grant_types, registered_by, created_at) \
+             SELECT t.id, 'filler-{age}-' || n, 'Filler', ARRAY['{REDIRECT}'], 'none', \
+             ARRAY['authorization_code'], 'dynamic', now() - interval '{age}' \
+             FROM tenants t, generate_series(1, {count}) n WHERE t.slug = '{tenant}'"
+        )
+    };
+    let body = json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"});
+    let register = |tenant: &'static str| {
+        let (app, body) = (o.app(), &body);
+        async move { app.post_json(As::Anonymous, &format!("/t/{tenant}/oauth/register"), body).await }
+    };
+    // acme at the cap (its test client and 9,999 two-day-old clients), one of them consented to.
+    assert_eq!(o.app().execute(&fill("acme", 9_999, "2 days")).await, 9_999);
+    let consented = o
+        .app()
+        .execute(
+            "INSERT INTO oauth_grants (tenant_id, id, client_id, member_id, resource, scopes, expires_at) \
+             SELECT m.tenant_id, gen_random_uuid(), 'filler-2 days-1', m.id, 'https://example.com/mcp', \
+             ARRAY['mcp'], now() + interval '1 day' \
+             FROM members m JOIN tenants t ON t.id = m.tenant_id WHERE t.slug = 'acme'",
+        )
+        .await;
+    assert_eq!(consented, 1);
+    register("acme").await.assert_status(201);
+    let acme = |filter: &str| {
+        format!(
+            "SELECT 1 FROM oauth_clients WHERE tenant_id = (SELECT id FROM tenants WHERE slug = 'acme') AND {filter}"
+        )
+    };
+    assert_eq!(o.app().execute(&acme("client_id LIKE 'filler-%'")).await, 1, "only the consented old one is kept");
+    assert_eq!(o.app().execute(&acme("registered_by = 'dynamic'")).await, 3);
+
+    // At the cap with recent clients, nothing makes room: refused until some age out.
+    assert_eq!(o.app().execute(&fill("acme", 9_997, "1 minute")).await, 9_997);
+    let refused = register("acme").await;
+    refused.assert_status(429);
+    assert_eq!(refused.body["error"], "temporarily_unavailable");
+    assert!(refused.body["error_description"].as_str().unwrap().contains("10000"), "{}", refused.text);
+    assert_eq!(refused.headers["retry-after"], "3600");
+    assert_eq!(o.app().execute(&acme("registered_by = 'dynamic'")).await, 10_000);
+    // Another tenant is not affected, and acme's existing clients still work.
+    register("globex").await.assert_status(201);
+    let (access, _) = o.tokens("fixture").await;
+    o.assert_adds(&access).await;
+}
+
+#[actix_web::test]
 async fn clients_can_be_pre_registered_through_the_admin_api() {
     let o = OAuthApp::spawn().await;
     let created = o

@@ -14,11 +14,13 @@ pub(crate) struct OAuthError {
     description: String,
     /// `Basic` challenge for a failed `client_secret_basic` authentication.
     basic_challenge: bool,
+    /// `Retry-After` seconds of a 429.
+    retry_after: Option<u64>,
 }
 
 impl OAuthError {
     fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
-        Self { status, code, description: description.into(), basic_challenge: false }
+        Self { status, code, description: description.into(), basic_challenge: false, retry_after: None }
     }
 
     /// `invalid_request` (400).
@@ -66,6 +68,15 @@ impl OAuthError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_client_metadata", description)
     }
 
+    /// 429 with `Retry-After`: too many requests of this kind; `temporarily_unavailable` is the
+    /// closest code RFC 6749 has.
+    pub(crate) fn too_many(retry_after_secs: u64, description: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(retry_after_secs.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable", description)
+        }
+    }
+
     /// `not_found` (404): no such tenant.
     pub(crate) fn unknown_tenant() -> Self {
         Self::new(StatusCode::NOT_FOUND, "invalid_request", "no such tenant")
@@ -100,6 +111,9 @@ impl ResponseError for OAuthError {
         response.insert_header((header::CACHE_CONTROL, "no-store")).insert_header((header::PRAGMA, "no-cache"));
         if self.basic_challenge {
             response.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"berth\""));
+        }
+        if let Some(secs) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
         response.json(Body { error: self.code, error_description: &self.description })
     }

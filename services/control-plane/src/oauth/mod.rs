@@ -29,6 +29,7 @@ mod token;
 pub use cimd::ClientDocuments;
 pub(crate) use clients::Registration;
 pub(crate) use keys::{retired_after, rotate as rotate_signing_key};
+pub use register::RegistrationLimiter;
 
 use actix_web::web;
 use berth_core::{Slug, Tenant, TenantScope};
