@@ -103,7 +103,9 @@ impl Application {
             secrets_key: sealing_secret.map(|s| SealKey::derive(s.expose_secret().as_bytes(), sealed::SERVER_SECRETS)),
             signing_keys_key: sealing_secret
                 .map(|s| SealKey::derive(s.expose_secret().as_bytes(), sealed::OAUTH_SIGNING_KEYS)),
-            registrations: Arc::default(),
+            registrations: Arc::new(berth_control_plane::AddressLimiter::new(
+                berth_control_plane::REGISTRATIONS_PER_MINUTE,
+            )),
             client_documents: Arc::new(berth_control_plane::ClientDocuments::new(settings.oauth_cimd_allow_loopback)),
         };
         let mut sessions = SessionConfig::new(node.clone(), secret_key.expose_secret().as_bytes());

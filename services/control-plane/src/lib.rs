@@ -8,6 +8,7 @@ mod audit_log;
 mod body;
 pub mod caller;
 mod dto;
+mod limits;
 mod oauth;
 pub mod openapi;
 pub mod problem;
@@ -17,7 +18,8 @@ use actix_web::web;
 use berth_storage::PgPool;
 use secrecy::SecretString;
 
-pub use oauth::{ClientDocuments, RegistrationLimiter};
+pub use limits::AddressLimiter;
+pub use oauth::{ClientDocuments, REGISTRATIONS_PER_MINUTE};
 
 /// What the control plane needs at run time.
 #[derive(Clone)]
@@ -46,7 +48,7 @@ pub struct ControlPlaneState {
     /// stored as given, and a sealed key cannot be used).
     pub signing_keys_key: Option<berth_core::sealed::SealKey>,
     /// Per-address allowance of Dynamic Client Registration on this node.
-    pub registrations: std::sync::Arc<RegistrationLimiter>,
+    pub registrations: std::sync::Arc<AddressLimiter>,
     /// Fetches and caches the Client ID Metadata Documents of URL `client_id`s, shared by every
     /// tenant's authorization server.
     pub client_documents: std::sync::Arc<ClientDocuments>,

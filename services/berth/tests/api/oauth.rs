@@ -1331,6 +1331,40 @@ async fn redirect_uris_outside_the_metadata_document_are_refused_on_a_page() {
 }
 
 #[actix_web::test]
+async fn metadata_document_fetches_are_limited_per_address() {
+    let (o, docs, client_id) = document_app().await;
+    let authorize = |client_id: &str| {
+        let request = request_as(client_id, &o.resource("acme", "fixture"));
+        let params: Vec<(&str, &str)> = request.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        o.authorize_url("acme", &params)
+    };
+    let page = Browser::new().get(&authorize(&client_id)).await;
+    assert_eq!(page.status, 200, "the good document is fetched and cached: {}", page.text);
+    // 29 more fetches (missing documents are not cached), across both tenants: the allowance.
+    for i in 1..30 {
+        let tenant = if i % 2 == 0 { "acme" } else { "globex" };
+        let refused = exchange_as(&o, tenant, &docs.url(&format!("/missing-{i}.json")), "bac_not-a-real-code").await;
+        refused.assert_status(401);
+        assert_eq!(docs.hits(&format!("/missing-{i}.json")), 1);
+    }
+    for tenant in ["acme", "globex"] {
+        let path = format!("/over-{tenant}.json");
+        let limited = exchange_as(&o, tenant, &docs.url(&path), "bac_not-a-real-code").await;
+        limited.assert_status(429);
+        assert_eq!(limited.body["error"], "temporarily_unavailable", "{}", limited.text);
+        assert!(limited.headers.contains_key("retry-after"));
+        assert_eq!(docs.hits(&path), 0, "{tenant}: nothing was fetched");
+    }
+    let page = Browser::new().get(&authorize(&docs.url("/over-page.json"))).await;
+    assert_eq!(page.status, 429, "{}", page.text);
+    assert_eq!(docs.hits("/over-page.json"), 0);
+    // A cached document needs no fetch, so its client carries on.
+    let page = Browser::new().get(&authorize(&client_id)).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert_eq!(docs.hits("/client.json"), 1);
+}
+
+#[actix_web::test]
 async fn metadata_documents_that_do_not_describe_the_client_are_refused() {
     let (o, docs, _) = document_app().await;
     let without = |path: &str, field: &str| {

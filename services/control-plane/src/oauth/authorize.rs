@@ -12,6 +12,8 @@
 //! `SameSite=Lax`, per tenant, and `Secure` with the `__Host-` prefix when the public URL is
 //! HTTPS (browsers refuse both over plain HTTP, as on a loopback development URL).
 
+use std::net::IpAddr;
+
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieAge};
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -25,6 +27,7 @@ use berth_storage::oauth::{self as store, LoginSession, NewCode, NewGrant};
 use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::cimd::DocumentRefused;
 use super::clients::{self, Client, FindError};
 use super::pages;
 use crate::ControlPlaneState;
@@ -110,15 +113,19 @@ async fn validate(
     tenant: &Tenant,
     scope: &TenantScope,
     params: &Params,
+    from: Option<IpAddr>,
 ) -> Result<Valid, Refusal> {
     let page = |title: &'static str, detail: &str| Refusal::Page(StatusCode::BAD_REQUEST, title, detail.to_owned());
     if !tenant.enabled {
         return Err(Refusal::Page(StatusCode::FORBIDDEN, "Unavailable", "This organization is disabled.".into()));
     }
     let client_id = params.client_id.as_deref().ok_or_else(|| page("Invalid request", "client_id is missing."))?;
-    let client = match clients::find(conn, scope, &state.client_documents, client_id).await {
+    let client = match clients::find(conn, scope, &state.client_documents, client_id, from).await {
         Ok(Some(client)) => client,
         Ok(None) => return Err(page("Unknown client", "No client with this client_id is registered here.")),
+        Err(FindError::Document(e @ DocumentRefused::TooMany(_))) => {
+            return Err(Refusal::Page(StatusCode::TOO_MANY_REQUESTS, "Too many requests", format!("{e}.")));
+        }
         // A refused metadata document stays on a page too: its redirect URIs are not trusted.
         Err(FindError::Document(e)) => return Err(page("Invalid client", &format!("invalid_client: {e}."))),
         Err(FindError::Storage(e)) => return Err(unavailable(&e)),
@@ -304,7 +311,7 @@ async fn show_inner(req: &HttpRequest, state: &ControlPlaneState, slug: &str) ->
     let params: Params = serde_urlencoded::from_str(req.query_string())
         .map_err(|e| Refusal::Page(StatusCode::BAD_REQUEST, "Invalid request", e.to_string()))?;
     let (mut conn, tenant, scope) = begin(state, slug).await?;
-    let valid = validate(state, &mut conn, &tenant, &scope, &params).await?;
+    let valid = validate(state, &mut conn, &tenant, &scope, &params, super::peer_ip(req)).await?;
     let session = session(req, state, &mut conn, &scope).await?;
     let back = |error: &'static str, description: &str| Refusal::Redirect {
         uri: valid.redirect_uri.clone(),
@@ -361,7 +368,7 @@ async fn login_inner(
     }
     let params: Params = serde_urlencoded::from_str(&form.request)
         .map_err(|e| Refusal::Page(StatusCode::BAD_REQUEST, "Invalid request", e.to_string()))?;
-    let valid = validate(state, &mut conn, &tenant, &scope, &params).await?;
+    let valid = validate(state, &mut conn, &tenant, &scope, &params, super::peer_ip(req)).await?;
     let email = form.email.trim().to_lowercase();
     let found = berth_storage::members::find_for_login(&mut conn, &scope, &email).await.map_err(|e| unavailable(&e))?;
     let (member, stored) = match found {
@@ -454,7 +461,7 @@ async fn decide_inner(
         resource: form.resource,
         prompt: None,
     };
-    let valid = validate(state, &mut conn, &tenant, &scope, &params).await?;
+    let valid = validate(state, &mut conn, &tenant, &scope, &params, super::peer_ip(req)).await?;
     let mut pairs: Vec<(&str, &str)> = Vec::new();
     match form.decision.as_str() {
         "approve" => {}

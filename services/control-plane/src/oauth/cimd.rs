@@ -11,7 +11,9 @@
 //!   addresses, so a second resolution (DNS rebinding) cannot swap them;
 //! - no proxy, no redirects, `Accept: application/json` and a JSON media type required, at most
 //!   [`cimd::MAX_DOCUMENT_BYTES`], 3 s to connect and 5 s in all, at most
-//!   [`MAX_CONCURRENT_FETCHES`] fetches at once (more are refused, not queued).
+//!   [`MAX_CONCURRENT_FETCHES`] fetches at once (more are refused, not queued), and at most
+//!   [`FETCHES_PER_MINUTE`] a minute for the requests of one address (an IPv6 /64), so nobody
+//!   can use Berth to send a stream of requests to a third party.
 //!
 //! Documents are cached by URL for their `Cache-Control` `max-age`, bounded by
 //! [`cimd::MIN_CACHE`] and [`cimd::MAX_CACHE`], in a map of at most [`CACHE_CAPACITY`] entries.
@@ -21,17 +23,21 @@
 //! `allow_insecure_loopback` (`BERTH_OAUTH_CIMD_ALLOW_LOOPBACK`) lets tests serve documents
 //! from `http://127.0.0.1`; it must never be set in production.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use berth_auth::cache::TokenCache;
 use berth_auth::cimd::{self, ClientMetadata, DocumentError, UrlError};
 
+use crate::limits::AddressLimiter;
+
 /// Most documents fetched at the same time by one process.
 pub(crate) const MAX_CONCURRENT_FETCHES: usize = 8;
 /// Most documents cached by one process.
 pub(crate) const CACHE_CAPACITY: usize = 1_000;
+/// Documents fetched (not found in the cache) a minute for the requests of one address.
+pub(crate) const FETCHES_PER_MINUTE: u32 = 30;
 
 /// Why a metadata document client was refused.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +54,9 @@ pub(crate) enum DocumentRefused {
     /// The document is not acceptable.
     #[error(transparent)]
     Document(#[from] DocumentError),
+    /// The requests of this address fetched their allowance of documents; retry after the wait.
+    #[error("too many client metadata documents fetched for this address; try again in {} s", .0.as_secs() + 1)]
+    TooMany(Duration),
 }
 
 /// Fetches, checks and caches metadata documents.
@@ -55,6 +64,7 @@ pub struct ClientDocuments {
     http: Option<reqwest::Client>,
     cache: TokenCache<Arc<ClientMetadata>>,
     fetches: tokio::sync::Semaphore,
+    per_address: AddressLimiter,
     allow_insecure_loopback: bool,
 }
 
@@ -138,18 +148,30 @@ impl ClientDocuments {
             http,
             cache: TokenCache::new(CACHE_CAPACITY),
             fetches: tokio::sync::Semaphore::new(MAX_CONCURRENT_FETCHES),
+            per_address: AddressLimiter::new(FETCHES_PER_MINUTE),
             allow_insecure_loopback,
         }
     }
 
-    /// The client that the document at `client_id` describes, from the cache or fetched now.
-    pub(crate) async fn client(&self, client_id: &str) -> Result<Arc<ClientMetadata>, DocumentRefused> {
+    /// The client that the document at `client_id` describes, from the cache or fetched now on
+    /// behalf of a request from `from` (the connection's address).
+    pub(crate) async fn client(
+        &self,
+        client_id: &str,
+        from: Option<IpAddr>,
+    ) -> Result<Arc<ClientMetadata>, DocumentRefused> {
         let url = cimd::check_client_id_url(client_id, self.allow_insecure_loopback).inspect_err(|e| {
             tracing::info!(client_id, error.message = %e, "client_id URL refused");
         })?;
         let now = chrono::Utc::now().timestamp();
         if let Some(client) = self.cache.get(client_id, now) {
             return Ok(client);
+        }
+        if let Some(from) = from
+            && let Err(wait) = self.per_address.admit(from, std::time::Instant::now())
+        {
+            tracing::info!(client_id, "client metadata document not fetched: too many for one address");
+            return Err(DocumentRefused::TooMany(wait));
         }
         match self.fetch(&url).await {
             Ok((client, lifetime)) => {

@@ -3,6 +3,8 @@
 //! when it is a URL, see [`super::cimd`]), and client authentication at the token and
 //! revocation endpoints.
 
+use std::net::IpAddr;
+
 use actix_web::HttpRequest;
 use actix_web::http::header;
 use base64::Engine;
@@ -111,9 +113,10 @@ pub(crate) async fn find(
     scope: &TenantScope,
     documents: &ClientDocuments,
     client_id: &str,
+    from: Option<IpAddr>,
 ) -> Result<Option<Client>, FindError> {
     if is_document_client_id(client_id) {
-        let metadata = documents.client(client_id).await?;
+        let metadata = documents.client(client_id, from).await?;
         return Ok(Some(Client::from(metadata.as_ref())));
     }
     Ok(oauth::get_client(conn, scope, client_id).await?.map(Client::from))
@@ -250,12 +253,16 @@ impl Presented {
         conn: &mut PgConnection,
         scope: &TenantScope,
         documents: &ClientDocuments,
+        from: Option<IpAddr>,
     ) -> Result<Client, OAuthError> {
         let unknown = || OAuthError::invalid_client("unknown client or bad client credentials", self.basic);
         let client_id =
             self.client_id.as_deref().ok_or_else(|| OAuthError::invalid_client("client_id is required", false))?;
-        let client = match find(conn, scope, documents, client_id).await {
+        let client = match find(conn, scope, documents, client_id, from).await {
             Ok(found) => found.ok_or_else(unknown)?,
+            Err(FindError::Document(e @ DocumentRefused::TooMany(wait))) => {
+                return Err(OAuthError::too_many(wait.as_secs().saturating_add(1), e.to_string()));
+            }
             Err(FindError::Document(e)) => return Err(OAuthError::invalid_client(e.to_string(), self.basic)),
             Err(FindError::Storage(e)) => return Err(e.into()),
         };

@@ -29,7 +29,7 @@ mod token;
 pub use cimd::ClientDocuments;
 pub(crate) use clients::Registration;
 pub(crate) use keys::{retired_after, rotate as rotate_signing_key};
-pub use register::RegistrationLimiter;
+pub use register::REGISTRATIONS_PER_MINUTE;
 
 use actix_web::web;
 use berth_core::{Slug, Tenant, TenantScope};
@@ -52,6 +52,12 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/t/{tenant}/oauth/token", web::post().to(token::exchange))
         .route("/t/{tenant}/oauth/register", web::post().to(register::register))
         .route("/t/{tenant}/oauth/revoke", web::post().to(revoke::revoke));
+}
+
+/// The address of the connection a request came on (never a forwarding header, which the
+/// client writes), for the per-address limits.
+fn peer_ip(req: &actix_web::HttpRequest) -> Option<std::net::IpAddr> {
+    req.peer_addr().map(|peer| peer.ip())
 }
 
 /// The tenant named in the path; unknown tenants answer 404.

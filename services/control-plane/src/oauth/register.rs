@@ -4,91 +4,33 @@
 //! `2026-07-28`). Open to anyone, like the login page it leads to: a registered client can do
 //! nothing until a member consents. Clients asking for `client_secret_*` get a secret, shown once.
 //!
-//! Being open, it is bounded: an address (an IPv6 /64) may register
+//! Being open, it is bounded: an address (an IPv6 /64, see [`AddressLimiter`]) may register
 //! [`REGISTRATIONS_PER_MINUTE`] clients a minute on each node, and a tenant holds at most
 //! [`MAX_DYNAMIC_CLIENTS`]. At that cap the clients no member consented to within
 //! [`UNUSED_CLIENT_HOURS`] of their registration are removed first; past it, registration is
 //! refused with 429 until some are.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use berth_quotas::TokenBucket;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::clients::Registration;
 use super::errors::OAuthError;
 use crate::ControlPlaneState;
+#[cfg(doc)]
+use crate::limits::AddressLimiter;
 
 /// Registrations one address may make per minute on a node (a burst of as many, then refilled
 /// evenly).
-pub(crate) const REGISTRATIONS_PER_MINUTE: u32 = 20;
+pub const REGISTRATIONS_PER_MINUTE: u32 = 20;
 /// Dynamically registered clients one tenant may hold.
 pub(crate) const MAX_DYNAMIC_CLIENTS: i64 = 10_000;
 /// A dynamic client that no member consented to within this many hours is removed when its
 /// tenant is at [`MAX_DYNAMIC_CLIENTS`].
 pub(crate) const UNUSED_CLIENT_HOURS: i64 = 24;
-/// Addresses tracked at once; past it, those back to a full allowance are forgotten, and new
-/// addresses wait while none is.
-const TRACKED_ADDRESSES: usize = 10_000;
-
-/// Per-address allowance of dynamic registrations on this node.
-#[derive(Debug)]
-pub struct RegistrationLimiter {
-    per_minute: u32,
-    buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
-}
-
-impl Default for RegistrationLimiter {
-    fn default() -> Self {
-        Self::new(REGISTRATIONS_PER_MINUTE)
-    }
-}
-
-impl RegistrationLimiter {
-    /// `per_minute` registrations per address.
-    pub fn new(per_minute: u32) -> Self {
-        Self { per_minute, buckets: Mutex::new(HashMap::new()) }
-    }
-
-    /// Takes one registration from `address`'s allowance, or says how long until it has one.
-    pub(crate) fn admit(&self, address: IpAddr, now: Instant) -> Result<(), Duration> {
-        let key = limit_key(address);
-        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !buckets.contains_key(&key) && buckets.len() >= TRACKED_ADDRESSES {
-            buckets.retain(|_, bucket| bucket.check(0, now).is_ok() && !bucket.until_full().is_zero());
-            if buckets.len() >= TRACKED_ADDRESSES {
-                return Err(Duration::from_secs(60));
-            }
-        }
-        let bucket = buckets.entry(key).or_insert_with(|| TokenBucket::new(self.per_minute, now));
-        bucket.check(1, now)?;
-        bucket.take(1);
-        Ok(())
-    }
-}
-
-/// The key an address is limited under: IPv4 as is (also when mapped into IPv6), IPv6 by its
-/// /64, which one host usually holds whole.
-fn limit_key(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut segments = v6.segments();
-                segments[4..].fill(0);
-                IpAddr::V6(segments.into())
-            }
-        },
-    }
-}
-
 /// The registration request; unknown metadata is accepted and ignored (RFC 7591 §2).
 #[derive(Debug, Deserialize)]
 pub(crate) struct RegistrationRequest {
@@ -107,9 +49,8 @@ pub(crate) async fn register(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, OAuthError> {
-    // The connection's own address: forwarding headers are the client's to forge.
-    if let Some(peer) = req.peer_addr()
-        && let Err(wait) = state.registrations.admit(peer.ip(), Instant::now())
+    if let Some(peer) = super::peer_ip(&req)
+        && let Err(wait) = state.registrations.admit(peer, Instant::now())
     {
         tracing::info!(tenant = %path, "dynamic registration refused: too many from one address");
         return Err(OAuthError::too_many(
@@ -174,48 +115,4 @@ pub(crate) async fn register(
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
         .json(body))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_address_gets_its_allowance_then_waits_and_refills() {
-        let limiter = RegistrationLimiter::new(3);
-        let now = Instant::now();
-        let (one, two): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
-        for _ in 0..3 {
-            assert!(limiter.admit(one, now).is_ok());
-        }
-        let wait = limiter.admit(one, now).unwrap_err();
-        assert!(wait > Duration::from_secs(15) && wait <= Duration::from_secs(20), "{wait:?}");
-        assert!(limiter.admit(two, now).is_ok(), "another address has its own allowance");
-        assert!(limiter.admit(one, now + Duration::from_secs(20)).is_ok(), "refilled");
-    }
-
-    #[test]
-    fn ipv6_addresses_share_their_64_and_mapped_ipv4_is_ipv4() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
-        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(limit_key(a), limit_key(b));
-        assert_ne!(limit_key(a), limit_key(c));
-        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        assert_eq!(limit_key(mapped), "192.0.2.1".parse::<IpAddr>().unwrap());
-    }
-
-    #[test]
-    fn tracked_addresses_stay_bounded() {
-        let limiter = RegistrationLimiter::new(1);
-        let now = Instant::now();
-        for i in 0..TRACKED_ADDRESSES {
-            let address = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + u32::try_from(i).unwrap()));
-            assert!(limiter.admit(address, now).is_ok());
-        }
-        let newcomer: IpAddr = "192.0.2.9".parse().unwrap();
-        assert!(limiter.admit(newcomer, now).is_err(), "every tracked address is still limited");
-        assert!(limiter.admit(newcomer, now + Duration::from_secs(61)).is_ok(), "full buckets are forgotten");
-        assert!(limiter.buckets.lock().unwrap().len() <= TRACKED_ADDRESSES);
-    }
 }

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::clients::{Client, Presented};
 use super::errors::OAuthError;
 use super::keys;
+use super::peer_ip;
 use crate::ControlPlaneState;
 use berth_core::sealed::SealKey;
 
@@ -62,7 +63,7 @@ pub(crate) async fn exchange(
     let mut conn = state.pool.acquire().await.map_err(|e| OAuthError::unavailable(&e))?;
     let (tenant, scope) = super::tenant(&mut conn, &path).await?;
     // Outside the transaction: a metadata document client may be fetched here.
-    let client = presented.authenticate(&mut conn, &scope, &state.client_documents).await?;
+    let client = presented.authenticate(&mut conn, &scope, &state.client_documents, peer_ip(&req)).await?;
     if !tenant.enabled {
         return Err(OAuthError::invalid_grant("the organization is disabled"));
     }
