@@ -3,8 +3,9 @@
 //!
 //! A build or node without a Docker daemon answers container servers with a clear 503; remote
 //! upstream headers and servers' secrets are decrypted here with keys derived from
-//! `BERTH_SECRET_KEY` (`berth_core::sealed`), just before they are handed to the remote or WASM
-//! runtime.
+//! `BERTH_SECRET_KEY` (`berth_core::sealed`), just before they are handed to the remote, WASM
+//! or container runtime. WASM guests read their configuration and secrets through
+//! `berth:mcp/config`; containers get them as environment variables.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -94,6 +95,28 @@ fn unavailable(what: impl std::fmt::Display) -> BackendError {
     BackendError::Unavailable(what.to_string())
 }
 
+/// Most bytes of environment a container gets (`NAME=value` strings): well below the kernel's
+/// limit on what a process may be started with, so a start never fails for it.
+const MAX_CONTAINER_ENV_BYTES: usize = 1024 * 1024;
+
+/// Adds a server's configuration and secrets to the version's environment (they win over the
+/// version's variables of the same name: the configuration is what changes without a new
+/// version), within [`MAX_CONTAINER_ENV_BYTES`].
+fn container_env(
+    env: &mut BTreeMap<String, String>,
+    config: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), BackendError> {
+    env.extend(config);
+    let bytes: usize = env.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    if bytes > MAX_CONTAINER_ENV_BYTES {
+        return Err(unavailable(format!(
+            "the server's environment (its version's variables, configuration and secrets) takes {bytes} bytes, \
+             more than the {MAX_CONTAINER_ENV_BYTES} a container may be given"
+        )));
+    }
+    Ok(())
+}
+
 /// Opens a server's sealed secrets in place, each in its own context (its tenant, server and
 /// name). A secret that does not open, or a sealed one on a node without the key, makes the
 /// server unavailable rather than hand its guest ciphertext or another server's secret.
@@ -163,8 +186,20 @@ impl BackendResolver for Runtimes {
                     version: version.id,
                     number: version.number,
                 };
-                let spec = spec.clone();
+                let mut spec = spec.clone();
+                // The route was authorized before resolution; the scope reads only this tenant's rows.
+                let scope = TenantScope::from_verified_credentials(tenant.id, tenant.slug.clone());
+                let (pool, server_id, secrets_key) = (self.pool.clone(), server.id, self.secrets_key.clone());
                 Box::pin(async move {
+                    let mut conn = pool.acquire().await.map_err(|_| unavailable("the database is unreachable"))?;
+                    let mut config = berth_storage::server_config::get(&mut conn, &scope, server_id)
+                        .await
+                        .map_err(|e| unavailable(format!("cannot load the configuration: {e}")))?;
+                    drop(conn);
+                    open_secrets(secrets_key.as_ref(), &scope, server_id, &mut config.secrets)?;
+                    // A configuration change makes a new spec, hence a new pool of containers; the
+                    // old one drains with its sessions.
+                    container_env(&mut spec.env, config.values.into_iter().chain(config.secrets))?;
                     let server = containers.server(key, spec).await.map_err(unavailable)?;
                     Ok(server as Arc<dyn Backend>)
                 })
@@ -197,5 +232,23 @@ pub struct WasmValidator(pub WasmRuntime);
 impl berth_core::backend::ComponentValidator for WasmValidator {
     fn validate(&self, bytes: &[u8]) -> Result<(), String> {
         self.0.validate(bytes).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configuration_joins_the_version_environment_and_wins_within_a_bound() {
+        let mut env = BTreeMap::from([("KEEP".to_owned(), "kept".to_owned()), ("LEVEL".to_owned(), "info".to_owned())]);
+        let config = [("LEVEL".to_owned(), "debug".to_owned()), ("TOKEN".to_owned(), "s3".to_owned())];
+        container_env(&mut env, config).unwrap();
+        assert_eq!(env["KEEP"], "kept");
+        assert_eq!(env["LEVEL"], "debug", "the configuration wins");
+        assert_eq!(env["TOKEN"], "s3");
+        let big = (0..20).map(|i| (format!("K{i}"), "x".repeat(64 * 1024)));
+        let refused = container_env(&mut env, big).unwrap_err();
+        assert!(refused.to_string().contains("more than the 1048576"), "{refused}");
     }
 }

@@ -77,6 +77,48 @@ async fn a_stdio_container_answers_both_eras_on_one_url_with_a_container_per_ses
 
 #[actix_web::test]
 #[ignore = "needs docker: run cargo xtask test"]
+async fn container_servers_get_their_own_config_and_secrets_as_environment_variables() {
+    let t = spawn_bridging_app_with(ContainerSettings { warm_pool: 0, ..ContainerSettings::default() }).await;
+    let (acme, globex) = t.app.two_tenants().await;
+    let mut spec = stdio_spec("stdio-rust");
+    spec["env"] = json!({"GREETING": "from-the-version", "KEEP": "kept"});
+    for tenant in ["acme", "globex"] {
+        container_server(&t.app, tenant, "tools", &spec).await;
+        let body = json!({"config": {"GREETING": format!("{tenant}-config")}, "secrets": {"TOKEN": format!("{tenant}-secret")}});
+        let path = format!("/api/v1/tenants/{tenant}/servers/tools/config");
+        t.app.send(t.app.request(As::Admin, reqwest::Method::PUT, &path).json(&body)).await.assert_status(200);
+    }
+    assert_eq!(t.app.execute("SELECT 1 FROM server_config WHERE value LIKE 'berth:sealed:v1:%'").await, 2);
+    let containers = t.containers.clone();
+    let keys = [t.app.key_with("acme", &["mcp"]).await, t.app.key_with("globex", &["mcp"]).await];
+    let mcp = McpApp { app: t.app, acme, globex };
+    let env = |tenant: &'static str, key: String, name: &'static str| {
+        let (mcp, url) = (&mcp, mcp.url(tenant, "tools"));
+        async move {
+            let call = json!({"name": "env", "arguments": {"name": name}});
+            let reply = mcp.modern(&url, Some(&key), json!(1), "tools/call", call, json!({})).await;
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            reply.result()["content"][0]["text"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    for (tenant, key) in ["acme", "globex"].into_iter().zip(keys) {
+        assert_eq!(env(tenant, key.clone(), "GREETING").await, format!("{tenant}-config"), "the configuration wins");
+        assert_eq!(env(tenant, key.clone(), "TOKEN").await, format!("{tenant}-secret"), "secrets arrive opened");
+        assert_eq!(env(tenant, key, "KEEP").await, "kept");
+    }
+
+    // A new configuration reaches the sessions that start after it.
+    let changed = json!({"config": {"GREETING": "changed"}, "secrets": {"TOKEN": "acme-secret"}});
+    let path = "/api/v1/tenants/acme/servers/tools/config";
+    mcp.app.send(mcp.app.request(As::Admin, reqwest::Method::PUT, path).json(&changed)).await.assert_status(200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let fresh = mcp.app.key_with("acme", &["mcp"]).await;
+    assert_eq!(env("acme", fresh, "GREETING").await, "changed");
+    containers.shutdown().await;
+}
+
+#[actix_web::test]
+#[ignore = "needs docker: run cargo xtask test"]
 async fn a_container_killed_mid_call_gives_the_client_a_clear_error_and_the_next_call_works() {
     let t = spawn_bridging_app_with(ContainerSettings { warm_pool: 0, ..ContainerSettings::default() }).await;
     t.app.create_tenant("acme").await.assert_status(201);
