@@ -336,6 +336,17 @@ impl SessionRegistry {
         n
     }
 
+    /// The owners of the sessions on this node, each once.
+    pub fn owners(&self) -> Vec<Owner> {
+        let mut owners = std::collections::HashSet::new();
+        self.for_each_owner(|owner| {
+            if !owners.contains(owner) {
+                owners.insert(owner.clone());
+            }
+        });
+        owners.into_iter().collect()
+    }
+
     /// Ends the in-flight calls of `tools` in sessions matching `filter` (tools disabled).
     pub fn kill_tool_calls_where(&self, filter: impl Fn(&Owner) -> bool, tools: &[String], reason: &str) {
         self.for_each_where(&filter, |handle| handle.kill_tool_calls(tools, reason));
@@ -353,6 +364,15 @@ impl SessionRegistry {
                     each(handle);
                 }
             }
+        }
+    }
+
+    fn for_each_owner(&self, mut each: impl FnMut(&Owner)) {
+        if let Ok(map) = self.inner.legacy.read() {
+            map.values().for_each(|entry| each(&entry.owner));
+        }
+        if let Ok(map) = self.inner.modern.read() {
+            map.keys().for_each(&mut each);
         }
     }
 

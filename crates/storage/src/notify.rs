@@ -15,6 +15,87 @@ use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 
 use crate::error::{Error, Result};
 
+/// What a live session on a node was admitted under, to check again after the node may have
+/// missed changes (its listener reconnected).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The server.
+    pub server: ServerId,
+    /// The server version the session runs.
+    pub version: VersionId,
+    /// The API key, for a key's session.
+    pub api_key: Option<ApiKeyId>,
+    /// The registered OAuth client, for a session of one of its tokens.
+    pub client: Option<String>,
+}
+
+/// Why a session may no longer run, as [`refused_since`] finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The tenant is disabled or gone.
+    Tenant,
+    /// The server is disabled or gone.
+    Server,
+    /// The version is disabled or gone.
+    Version,
+    /// The API key is revoked, expired or gone.
+    ApiKey,
+    /// The OAuth client is gone.
+    Client,
+}
+
+/// Of `sessions`, those whose tenant, server, version, API key or OAuth client no longer allows
+/// them, by index, with the first reason found. One query for all, across tenants: it runs on a
+/// data-plane node that reconnected to the notification channel, for the sessions it holds.
+pub async fn refused_since(conn: &mut PgConnection, sessions: &[Admitted]) -> Result<Vec<(usize, Refused)>> {
+    let tenants: Vec<uuid::Uuid> = sessions.iter().map(|s| s.tenant.as_uuid()).collect();
+    let servers: Vec<uuid::Uuid> = sessions.iter().map(|s| s.server.as_uuid()).collect();
+    let versions: Vec<uuid::Uuid> = sessions.iter().map(|s| s.version.as_uuid()).collect();
+    // No key or client: the nil UUID and the empty string, which no row has.
+    let keys: Vec<uuid::Uuid> = sessions.iter().map(|s| s.api_key.map_or(uuid::Uuid::nil(), |k| k.as_uuid())).collect();
+    let clients: Vec<String> = sessions.iter().map(|s| s.client.clone().unwrap_or_default()).collect();
+    let rows = sqlx::query!(
+        r#"SELECT o.i AS "i!",
+               CASE WHEN t.id IS NULL OR NOT t.enabled THEN 'tenant'
+                    WHEN s.id IS NULL OR NOT s.enabled THEN 'server'
+                    WHEN v.id IS NULL OR NOT v.enabled THEN 'version'
+                    WHEN o.api_key <> '00000000-0000-0000-0000-000000000000'::uuid
+                         AND (k.id IS NULL OR k.revoked_at IS NOT NULL OR k.expires_at <= now()) THEN 'api-key'
+                    WHEN o.client <> '' AND c.client_id IS NULL THEN 'client'
+               END AS "reason"
+           FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[])
+                WITH ORDINALITY AS o(tenant, server, version, api_key, client, i)
+           LEFT JOIN tenants t ON t.id = o.tenant
+           LEFT JOIN servers s ON s.tenant_id = o.tenant AND s.id = o.server
+           LEFT JOIN server_versions v ON v.tenant_id = o.tenant AND v.id = o.version AND v.server_id = o.server
+           LEFT JOIN api_keys k ON k.tenant_id = o.tenant AND k.id = o.api_key
+           LEFT JOIN oauth_clients c ON c.tenant_id = o.tenant AND c.client_id = o.client"#,
+        &tenants,
+        &servers,
+        &versions,
+        &keys,
+        &clients
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let reason = match row.reason.as_deref()? {
+                "tenant" => Refused::Tenant,
+                "server" => Refused::Server,
+                "version" => Refused::Version,
+                "api-key" => Refused::ApiKey,
+                _ => Refused::Client,
+            };
+            // ORDINALITY counts from 1.
+            Some((usize::try_from(row.i).ok()?.checked_sub(1)?, reason))
+        })
+        .collect())
+}
+
 /// The notification channel.
 pub const CHANNEL: &str = "berth_config";
 

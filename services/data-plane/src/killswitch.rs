@@ -8,13 +8,14 @@
 //! Every [`PING_EVERY`] the task proves its connection alive and records that proof in the
 //! catalog's [`Confirmation`](crate::catalog::Confirmation): the fail-closed rule is built on
 //! it. When the connection is lost the task reconnects with backoff and, once listening again,
-//! drops the whole cache (changes may have been missed).
+//! drops the whole cache and checks every session it holds against the database (changes may
+//! have been missed), ending those the missed changes would have.
 
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 use berth_sessions::{Owner, SessionRegistry};
-use berth_storage::notify::{Change, ConfigListener, Event};
+use berth_storage::notify::{Admitted, Change, ConfigListener, Event, Refused};
 
 use crate::catalog::Catalog;
 
@@ -87,6 +88,7 @@ pub fn spawn(catalog: Weak<Catalog>, sessions: SessionRegistry, node: &str) {
 async fn run(catalog: Weak<Catalog>, sessions: SessionRegistry, name: String) {
     let mut backoff = Duration::from_millis(50);
     let mut failing = false;
+    let mut listened = false;
     loop {
         let Some(pool) = catalog.upgrade().map(|c| c.pool().clone()) else { return };
         let mut listener = match ConfigListener::connect(&pool, &name).await {
@@ -112,6 +114,12 @@ async fn run(catalog: Weak<Catalog>, sessions: SessionRegistry, name: String) {
         if failing {
             tracing::info!("listening for configuration changes again");
         }
+        if listened {
+            // Sessions killed while nobody listened still run here: check them all again.
+            let Some(strong) = catalog.upgrade() else { return };
+            recheck(&strong, &sessions).await;
+        }
+        listened = true;
         failing = false;
         backoff = Duration::from_millis(50);
         metrics::gauge!("berth_config_listener_up").set(1.0);
@@ -121,6 +129,58 @@ async fn run(catalog: Weak<Catalog>, sessions: SessionRegistry, name: String) {
         metrics::gauge!("berth_config_listener_up").set(0.0);
         tracing::warn!("lost the configuration listener; reconnecting");
     }
+}
+
+/// Ends the sessions on this node whose tenant, server, version, API key or OAuth client was
+/// disabled or removed while the node was not listening, as the notifications it missed would
+/// have. A failure to check is logged; those sessions' next requests are refused anyway once
+/// their entries are re-read.
+async fn recheck(catalog: &Catalog, sessions: &SessionRegistry) {
+    let owners = sessions.owners();
+    if owners.is_empty() {
+        return;
+    }
+    let admitted: Vec<Admitted> = owners
+        .iter()
+        .map(|o| Admitted {
+            tenant: o.tenant,
+            server: o.server,
+            version: o.version,
+            api_key: o.principal.strip_prefix("api-key:").and_then(|id| id.parse().ok()),
+            client: registered_client(&o.principal).map(str::to_owned),
+        })
+        .collect();
+    let refused = match catalog.pool().acquire().await {
+        Ok(mut conn) => berth_storage::notify::refused_since(&mut conn, &admitted).await,
+        Err(e) => Err(e.into()),
+    };
+    let refused = match refused {
+        Ok(refused) => refused,
+        Err(e) => {
+            tracing::warn!(error.message = %e, "cannot check the sessions after reconnecting");
+            return;
+        }
+    };
+    let mut ended = 0;
+    for (index, why) in refused {
+        let Some(owner) = owners.get(index) else { continue };
+        let reason = match why {
+            Refused::Tenant => "the tenant was disabled",
+            Refused::Server => "the server was disabled",
+            Refused::Version => "the server version was disabled",
+            Refused::ApiKey => "the API key was revoked",
+            Refused::Client => "the OAuth client was disabled",
+        };
+        ended += sessions.kill_where(|o| o == owner, reason);
+    }
+    tracing::info!(checked = owners.len(), ended, "sessions checked after reconnecting");
+}
+
+/// The registered client of an OAuth principal label (`oauth:<client>:<subject>`); metadata
+/// document clients (URLs) are not stored, so there is nothing to check for them.
+fn registered_client(label: &str) -> Option<&str> {
+    let (client, _) = label.strip_prefix("oauth:")?.split_once(':')?;
+    client.starts_with("bc_").then_some(client)
 }
 
 /// Serves one connection until it is lost (`true`) or the catalog is gone (`false`).
@@ -158,6 +218,13 @@ async fn listen(catalog: &Weak<Catalog>, sessions: &SessionRegistry, listener: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registered_clients_are_read_from_labels_and_urls_are_not() {
+        assert_eq!(registered_client("oauth:bc_abc:user-1"), Some("bc_abc"));
+        assert_eq!(registered_client("oauth:https://app.example/client.json:user-1"), None);
+        assert_eq!(registered_client("api-key:0190"), None);
+    }
 
     #[test]
     fn oauth_client_labels_match_exactly() {

@@ -331,3 +331,46 @@ async fn a_node_that_cannot_confirm_its_configuration_fails_closed_after_the_bou
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[actix_web::test]
+async fn sessions_killed_while_a_node_was_not_listening_end_when_it_listens_again() {
+    let db = berth_test_support::database().await;
+    let proxy = PgProxy::start(&db.options).await;
+    let options = FixtureOptions { step_delay: Duration::from_secs(4), ..FixtureOptions::default() };
+    let resolver = FixtureResolver::with_backend(Arc::new(FixtureBackend::with_options(options)));
+    let app = spawn_app_on(
+        test_settings(),
+        proxy.database(&db).await,
+        Arc::new(resolver),
+        Arc::new(berth_core::backend::HeaderOnly),
+    )
+    .await;
+    let t = fixture_tenants(app).await;
+    let (acme, globex) = (t.url("acme", "fixture"), t.url("globex", "fixture"));
+    let doomed = modern_slow_call(&t, &acme, &t.acme, 7).await;
+    let other = modern_slow_call(&t, &globex, &t.globex, 8).await;
+
+    // The node loses its database; meanwhile acme's server is disabled behind its back (the
+    // notification is sent to nobody: this node is not listening).
+    proxy.down();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut conn = db.pool.acquire().await.unwrap();
+    let disabled = berth_storage::testing::execute(
+        &mut conn,
+        "UPDATE servers SET enabled = false WHERE slug = 'fixture' \
+         AND tenant_id = (SELECT id FROM tenants WHERE slug = 'acme')",
+    )
+    .await
+    .unwrap();
+    assert_eq!(disabled, 1);
+    proxy.up();
+    let back = Instant::now();
+    let (doomed, ended) = doomed.finish(Duration::from_secs(6)).await;
+    assert!(ended - back < Duration::from_secs(4), "the stream ended {:?} after the node was back", ended - back);
+    assert_eq!(error_message(&doomed), "the server was disabled", "{doomed:?}");
+    assert_eq!(doomed.last().unwrap()["id"], 7);
+    assert_eq!(echo(&t, &acme, &t.acme).await.status, 403);
+    let (other, _) = other.finish(Duration::from_secs(15)).await;
+    assert!(other.last().unwrap()["result"]["content"].is_array(), "another tenant's call completes: {other:?}");
+    assert_eq!(echo(&t, &globex, &t.globex).await.status, 200);
+}
