@@ -51,7 +51,8 @@ pub(crate) async fn get(
 
 /// Replaces a server's configuration and secrets. Secrets are stored sealed (AES-256-GCM under a
 /// key derived from `BERTH_SECRET_KEY`, bound to their tenant, server and name) and only the
-/// data plane opens them, for the server's guest.
+/// data plane opens them: a WASM guest reads both through `berth:mcp/config`, a container gets
+/// them as environment variables.
 #[utoipa::path(put, path = "/api/v1/tenants/{tenant}/servers/{server}/config", tag = "servers", request_body = PutConfig,
     responses((status = 200, body = ConfigBody), (status = 400), (status = 401), (status = 403), (status = 404), (status = 415)))]
 pub(crate) async fn put(
