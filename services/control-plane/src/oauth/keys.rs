@@ -1,6 +1,7 @@
 //! A tenant's signing keys: created on first use, rotated through the admin API, published as
-//! a JWKS. Private keys are stored sealed, bound to their tenant and key id (ADR 0012). A rotated key stays published for `RETIRED_KEY_RETENTION_SECS`, longer than any
-//! access token it signed lives, so rotation never breaks a valid token.
+//! a JWKS. A rotated key stays published for `RETIRED_KEY_RETENTION_SECS`, longer than any
+//! access token it signed lives, so rotation never breaks a valid token. Private keys are
+//! stored sealed, bound to their tenant and key id (ADR 0012).
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};

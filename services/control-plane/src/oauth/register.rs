@@ -31,6 +31,7 @@ pub(crate) const MAX_DYNAMIC_CLIENTS: i64 = 10_000;
 /// A dynamic client that no member consented to within this many hours is removed when its
 /// tenant is at [`MAX_DYNAMIC_CLIENTS`].
 pub(crate) const UNUSED_CLIENT_HOURS: i64 = 24;
+
 /// The registration request; unknown metadata is accepted and ignored (RFC 7591 §2).
 #[derive(Debug, Deserialize)]
 pub(crate) struct RegistrationRequest {
