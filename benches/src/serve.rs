@@ -92,6 +92,7 @@ fn berth(args: &Args, wasm: bool) -> anyhow::Result<()> {
         log_format: LogFormat::Json,
         workers: Some(args.workers),
         secret_key: None,
+        secret_key_previous: None,
         node_id: Some("bench".into()),
         mcp_max_body_bytes: 4 * 1024 * 1024,
         max_sessions_per_tenant: args.max_sessions,

@@ -32,14 +32,34 @@ pub const OAUTH_SIGNING_KEYS: &str = "berth oauth signing keys v1";
 pub const PREFIX: &str = "berth:sealed:v1:";
 const NONCE_LEN: usize = 12;
 
-/// A sealing key; never printed.
+/// A sealing key; never printed. During a rotation of the deployment secret it also holds the
+/// key derived from the previous secret: values sealed under either open, new ones are sealed
+/// under the current one, and [`reseal_bound`] tells what to seal again.
 #[derive(Clone)]
-pub struct SealKey([u8; 32]);
+pub struct SealKey {
+    current: [u8; 32],
+    previous: Option<[u8; 32]>,
+}
 
 impl std::fmt::Debug for SealKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SealKey(..)")
     }
+}
+
+fn derive_bytes(secret: &[u8], purpose: &str) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(purpose.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(secret);
+    hasher.finalize().into()
+}
+
+/// Which key opened a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opened {
+    Current,
+    Previous,
 }
 
 /// The value is sealed but cannot be opened with this key (another secret, or tampered with).
@@ -50,15 +70,23 @@ pub struct OpenError;
 impl SealKey {
     /// Derives the key for `purpose` from the deployment secret (SHA-256 over both).
     pub fn derive(secret: &[u8], purpose: &str) -> Self {
-        let mut hasher = Sha256::new();
-        hasher.update(purpose.as_bytes());
-        hasher.update([0u8]);
-        hasher.update(secret);
-        Self(hasher.finalize().into())
+        Self { current: derive_bytes(secret, purpose), previous: None }
+    }
+
+    /// The key for `purpose` from the deployment secret, also opening what was sealed under the
+    /// `previous` secret (`BERTH_SECRET_KEY_PREVIOUS`, while a rotation is under way).
+    pub fn derive_rotating(secret: &[u8], previous: Option<&[u8]>, purpose: &str) -> Self {
+        Self { current: derive_bytes(secret, purpose), previous: previous.map(|p| derive_bytes(p, purpose)) }
     }
 
     fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(&self.0.into())
+        Aes256Gcm::new(&self.current.into())
+    }
+
+    /// The current key's cipher, then the previous key's.
+    fn ciphers(&self) -> impl Iterator<Item = (Aes256Gcm, Opened)> + '_ {
+        std::iter::once((self.cipher(), Opened::Current))
+            .chain(self.previous.iter().map(|key| (Aes256Gcm::new(&(*key).into()), Opened::Previous)))
     }
 }
 
@@ -125,10 +153,56 @@ fn encrypt(key: &SealKey, context: &str, plain: &[u8]) -> Vec<u8> {
 }
 
 fn decrypt(key: &SealKey, context: &str, bytes: &[u8]) -> Result<Vec<u8>, OpenError> {
+    decrypt_which(key, context, bytes).map(|(plain, _)| plain)
+}
+
+fn decrypt_which(key: &SealKey, context: &str, bytes: &[u8]) -> Result<(Vec<u8>, Opened), OpenError> {
     let (nonce, sealed) = bytes.split_at_checked(NONCE_LEN).ok_or(OpenError)?;
     let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| OpenError)?;
-    let payload = Payload { msg: sealed, aad: context.as_bytes() };
-    key.cipher().decrypt(&Nonce::from(nonce), payload).map_err(|_| OpenError)
+    key.ciphers()
+        .find_map(|(cipher, which)| {
+            let payload = Payload { msg: sealed, aad: context.as_bytes() };
+            cipher.decrypt(&Nonce::from(nonce), payload).ok().map(|plain| (plain, which))
+        })
+        .ok_or(OpenError)
+}
+
+/// What a stored value becomes under `key`, for the start-up pass over stored secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reseal<T> {
+    /// Sealed under the current key already.
+    Current,
+    /// Plain, or sealed under the previous key only: store this instead.
+    Replace(T),
+    /// Sealed under neither key (another secret, tampered with, or moved from another row):
+    /// left as it is, and refused where it is used.
+    Unreadable,
+}
+
+/// What `value`, stored for `context`, should become: sealed under the current key.
+pub fn reseal_bound(key: &SealKey, context: &str, value: &str) -> Reseal<String> {
+    let Some(encoded) = value.strip_prefix(PREFIX) else { return Reseal::Replace(seal_bound(key, context, value)) };
+    let opened = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| OpenError).and_then(|b| decrypt_which(key, context, &b));
+    match opened {
+        Ok((_, Opened::Current)) => Reseal::Current,
+        Ok((plain, Opened::Previous)) => match String::from_utf8(plain) {
+            Ok(plain) => Reseal::Replace(seal_bound(key, context, &plain)),
+            Err(_) => Reseal::Unreadable,
+        },
+        Err(OpenError) => Reseal::Unreadable,
+    }
+}
+
+/// [`reseal_bound`] for bytes sealed with [`seal_bytes_bound`].
+pub fn reseal_bytes_bound(key: &SealKey, context: &str, value: &[u8]) -> Reseal<Vec<u8>> {
+    let Some(sealed) = value.strip_prefix(PREFIX.as_bytes()) else {
+        return Reseal::Replace(seal_bytes_bound(key, context, value));
+    };
+    match decrypt_which(key, context, sealed) {
+        Ok((_, Opened::Current)) => Reseal::Current,
+        Ok((plain, Opened::Previous)) => Reseal::Replace(seal_bytes_bound(key, context, &plain)),
+        Err(OpenError) => Reseal::Unreadable,
+    }
 }
 
 /// Opens a sealed value; a value that is not sealed is returned as is.
@@ -206,6 +280,35 @@ mod tests {
         }
         assert_eq!(open_bytes_or_plain_bound(&key, &here, &tampered), Err(OpenError));
         assert_eq!(open_bytes_or_plain_bound(&key, &here, &der).unwrap(), der, "plain bytes pass through");
+    }
+
+    #[test]
+    fn a_rotating_key_opens_both_seals_with_the_new_and_tells_what_to_seal_again() {
+        let (old, new) =
+            (b"the old secret of thirty-two chars!".as_slice(), b"the new secret of thirty-two chars!".as_slice());
+        let before = SealKey::derive(old, SERVER_SECRETS);
+        let during = SealKey::derive_rotating(new, Some(old), SERVER_SECRETS);
+        let after = SealKey::derive(new, SERVER_SECRETS);
+        let context = server_secret_context(TenantId::new(), ServerId::new(), "TOKEN");
+        let under_old = seal_bound(&before, &context, "value");
+        assert_eq!(open_or_plain_bound(&during, &context, &under_old).unwrap(), "value");
+        assert_eq!(open_or_plain_bound(&after, &context, &under_old), Err(OpenError));
+        let Reseal::Replace(resealed) = reseal_bound(&during, &context, &under_old) else { panic!("not resealed") };
+        assert_eq!(open_or_plain_bound(&after, &context, &resealed).unwrap(), "value", "sealed under the new secret");
+        assert_eq!(reseal_bound(&during, &context, &resealed), Reseal::Current);
+        let Reseal::Replace(from_plain) = reseal_bound(&during, &context, "plain") else { panic!("plain kept") };
+        assert_eq!(open_or_plain_bound(&after, &context, &from_plain).unwrap(), "plain");
+        let stranger =
+            seal_bound(&SealKey::derive(b"a third secret of thirty-two chars", SERVER_SECRETS), &context, "x");
+        assert_eq!(reseal_bound(&during, &context, &stranger), Reseal::Unreadable);
+        assert_eq!(reseal_bound(&during, "another context", &under_old), Reseal::Unreadable);
+
+        let der = [0x30u8, 0x01, 0x02];
+        let keys = SealKey::derive_rotating(new, Some(old), OAUTH_SIGNING_KEYS);
+        let sealed_old = seal_bytes_bound(&SealKey::derive(old, OAUTH_SIGNING_KEYS), "k", &der);
+        let Reseal::Replace(bytes) = reseal_bytes_bound(&keys, "k", &sealed_old) else { panic!("not resealed") };
+        assert_eq!(open_bytes_or_plain_bound(&SealKey::derive(new, OAUTH_SIGNING_KEYS), "k", &bytes).unwrap(), der);
+        assert_eq!(reseal_bytes_bound(&keys, "k", &bytes), Reseal::Current);
     }
 
     #[test]

@@ -23,6 +23,23 @@ pub mod usage;
 pub mod versions;
 
 pub use error::{Error, Result};
+
+/// What a pass over stored secrets did (see `server_config::reseal_secrets`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resealed {
+    /// Values stored sealed under the current key in place of what was there.
+    pub sealed: u64,
+    /// Values that opened under no key given, left as they were.
+    pub unreadable: u64,
+}
+
+impl std::ops::Add for Resealed {
+    type Output = Self;
+
+    fn add(self, other: Self) -> Self {
+        Self { sealed: self.sealed + other.sealed, unreadable: self.unreadable + other.unreadable }
+    }
+}
 pub use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 pub use sqlx::{PgConnection, Postgres, Transaction};
 

@@ -6,12 +6,14 @@
 //! concurrent uses cannot both succeed; a second use is reported as a replay, and the caller
 //! revokes the grant.
 
+use berth_core::sealed::Reseal;
 use berth_core::{AdminScope, GrantId, MemberId, Scope, Slug, Tenant, TenantId, TenantScope};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::Resealed;
 use crate::error::{Error, Result};
 use crate::members::Member;
 
@@ -80,39 +82,38 @@ pub async fn rotate_signing_key(
     insert_signing_key_if_none(conn, scope, kid, private_der, public_jwk).await
 }
 
-/// Seals, across every tenant, the signing keys whose private key does not start with
-/// `sealed_prefix` (stored before keys were sealed, or by a control plane without
-/// `BERTH_SECRET_KEY`): `seal(tenant, kid, der)` returns each one's sealed bytes. A row that
-/// changed meanwhile is left as it is. Returns how many were sealed. Platform maintenance at
-/// start-up, hence the admin scope.
-pub async fn seal_plain_signing_keys(
+/// Goes over every tenant's signing keys and stores what `reseal(tenant, kid, der)` says in
+/// place of each private key it replaces (plain ones, and those sealed under a previous key);
+/// a row that changed meanwhile is left as it is. Platform maintenance at start-up, hence the
+/// admin scope.
+pub async fn reseal_signing_keys(
     conn: &mut PgConnection,
     _admin: AdminScope,
-    sealed_prefix: &[u8],
-    seal: impl Fn(TenantId, &str, &[u8]) -> Vec<u8>,
-) -> Result<u64> {
-    let rows = sqlx::query!(
-        "SELECT tenant_id, kid, private_der FROM oauth_signing_keys \
-         WHERE substring(private_der FROM 1 FOR length($1::bytea)) <> $1::bytea",
-        sealed_prefix
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut sealed = 0;
+    reseal: impl Fn(TenantId, &str, &[u8]) -> Reseal<Vec<u8>>,
+) -> Result<Resealed> {
+    let rows = sqlx::query!("SELECT tenant_id, kid, private_der FROM oauth_signing_keys").fetch_all(&mut *conn).await?;
+    let mut done = Resealed::default();
     for row in rows {
-        let tenant = TenantId::from_uuid(row.tenant_id);
-        let done = sqlx::query!(
+        let sealed = match reseal(TenantId::from_uuid(row.tenant_id), &row.kid, &row.private_der) {
+            Reseal::Current => continue,
+            Reseal::Unreadable => {
+                done.unreadable += 1;
+                continue;
+            }
+            Reseal::Replace(sealed) => sealed,
+        };
+        let updated = sqlx::query!(
             "UPDATE oauth_signing_keys SET private_der = $4 WHERE tenant_id = $1 AND kid = $2 AND private_der = $3",
             row.tenant_id,
             row.kid,
             row.private_der,
-            seal(tenant, &row.kid, &row.private_der)
+            sealed
         )
         .execute(&mut *conn)
         .await?;
-        sealed += done.rows_affected();
+        done.sealed += updated.rows_affected();
     }
-    Ok(sealed)
+    Ok(done)
 }
 
 /// Public keys to publish: the active one and those retired after `retired_after`.

@@ -2,9 +2,11 @@
 
 use std::collections::BTreeMap;
 
+use berth_core::sealed::Reseal;
 use berth_core::{AdminScope, ServerId, TenantId, TenantScope};
 use sqlx::PgConnection;
 
+use crate::Resealed;
 use crate::error::Result;
 
 /// A server's configuration: plain values and secrets.
@@ -68,55 +70,58 @@ pub async fn replace(
     Ok(())
 }
 
-/// A secret stored as given: written before secrets were sealed, or by a control plane that had
-/// no `BERTH_SECRET_KEY`.
+/// A server's secret as stored.
 #[derive(Debug)]
-pub struct PlainSecret {
+pub struct StoredSecret {
     /// Its tenant.
     pub tenant: TenantId,
     /// Its server.
     pub server: ServerId,
     /// Its name (the config key).
     pub name: String,
-    /// The value as stored.
+    /// The value as stored: sealed, or plain when written without a key.
     pub value: String,
 }
 
-/// Seals, across every tenant, the secrets whose value does not start with `sealed_prefix`:
-/// `seal` returns each one's sealed text. A row that changed meanwhile is left to its writer.
-/// Returns how many were sealed. Platform maintenance at start-up, hence the admin scope.
-pub async fn seal_plain_secrets(
+/// Goes over every tenant's secrets and stores what `reseal` says in place of each value it
+/// replaces (plain ones, and those sealed under a previous key); a row that changed meanwhile is
+/// left to its writer. Platform maintenance at start-up, hence the admin scope.
+pub async fn reseal_secrets(
     conn: &mut PgConnection,
     _admin: AdminScope,
-    sealed_prefix: &str,
-    seal: impl Fn(&PlainSecret) -> String,
-) -> Result<u64> {
-    let rows = sqlx::query!(
-        "SELECT tenant_id, server_id, key, value FROM server_config WHERE secret AND NOT starts_with(value, $1)",
-        sealed_prefix
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut sealed = 0;
+    reseal: impl Fn(&StoredSecret) -> Reseal<String>,
+) -> Result<Resealed> {
+    let rows = sqlx::query!("SELECT tenant_id, server_id, key, value FROM server_config WHERE secret")
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut done = Resealed::default();
     for row in rows {
-        let plain = PlainSecret {
+        let stored = StoredSecret {
             tenant: TenantId::from_uuid(row.tenant_id),
             server: ServerId::from_uuid(row.server_id),
             name: row.key,
             value: row.value,
         };
-        let done = sqlx::query!(
+        let sealed = match reseal(&stored) {
+            Reseal::Current => continue,
+            Reseal::Unreadable => {
+                done.unreadable += 1;
+                continue;
+            }
+            Reseal::Replace(sealed) => sealed,
+        };
+        let updated = sqlx::query!(
             "UPDATE server_config SET value = $5 \
              WHERE tenant_id = $1 AND server_id = $2 AND key = $3 AND value = $4 AND secret",
-            plain.tenant.as_uuid(),
-            plain.server.as_uuid(),
-            plain.name,
-            plain.value,
-            seal(&plain)
+            stored.tenant.as_uuid(),
+            stored.server.as_uuid(),
+            stored.name,
+            stored.value,
+            sealed
         )
         .execute(&mut *conn)
         .await?;
-        sealed += done.rows_affected();
+        done.sealed += updated.rows_affected();
     }
-    Ok(sealed)
+    Ok(done)
 }

@@ -105,7 +105,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let admin_token =
                 settings.admin_token.clone().context("BERTH_ADMIN_TOKEN must be set for `berth control-plane`")?;
             if let Some(secret) = &settings.secret_key {
-                berth::startup::seal_stored_secrets(&pool, secret).await?;
+                berth::startup::seal_stored_secrets(&pool, secret, settings.secret_key_previous.as_ref()).await?;
             }
             // The control plane serves no MCP traffic: its session secret is throwaway.
             let wasm = berth::startup::wasm_runtime(&settings)?;
@@ -196,7 +196,7 @@ async fn up(settings: Settings) -> anyhow::Result<()> {
         let validator = WasmValidator(wasm.clone());
         let demo = berth::demo::ensure(&pool, &validator).await?;
         let secret_key = berth::startup::secret_key(&settings)?;
-        berth::startup::seal_stored_secrets(&pool, &secret_key).await?;
+        berth::startup::seal_stored_secrets(&pool, &secret_key, settings.secret_key_previous.as_ref()).await?;
         let runtimes = berth::startup::runtimes(&settings, pool.clone(), wasm, &secret_key).await;
         let containers = runtimes.containers().cloned();
         let wiring = Wiring {

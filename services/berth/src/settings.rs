@@ -48,6 +48,11 @@ pub struct Settings {
     /// Secret for session ids and sealed request state, shared by all data-plane nodes
     /// (`BERTH_SECRET_KEY`, at least 32 characters); `berth up` generates one when unset.
     pub secret_key: Option<SecretString>,
+    /// The previous `BERTH_SECRET_KEY` while it is being rotated (`BERTH_SECRET_KEY_PREVIOUS`):
+    /// what was sealed under it still opens, and processes that seal seal it again under the
+    /// current one at start. Unset once every process runs with the new key.
+    #[serde(default)]
+    pub secret_key_previous: Option<SecretString>,
     /// This node's name inside session ids (`BERTH_NODE_ID`, `[a-z0-9-]{1,32}`); default random.
     pub node_id: Option<String>,
     /// Largest MCP request body in bytes (`BERTH_MCP_MAX_BODY_BYTES`).
@@ -206,6 +211,12 @@ impl Settings {
         if let Some(key) = &self.secret_key {
             anyhow::ensure!(key.expose_secret().len() >= 32, "BERTH_SECRET_KEY must be at least 32 characters");
         }
+        if let Some(key) = &self.secret_key_previous {
+            anyhow::ensure!(
+                key.expose_secret().len() >= 32,
+                "BERTH_SECRET_KEY_PREVIOUS must be at least 32 characters"
+            );
+        }
         if let Some(node) = &self.node_id {
             anyhow::ensure!(
                 !node.is_empty()
@@ -265,6 +276,21 @@ mod tests {
             let error = Settings::load(&Overrides { config_file: Some(path), ..Overrides::default() }).unwrap_err();
             assert!(error.to_string().contains("BERTH_WASM_MAX_INSTANCES must be 1-4096"), "{error:#}");
         }
+    }
+
+    #[test]
+    fn the_previous_secret_key_is_unset_unless_configured_and_as_long_as_the_key() {
+        if std::env::var_os("BERTH_SECRET_KEY_PREVIOUS").is_none() {
+            assert!(load_toml("").secret_key_previous.is_none());
+        }
+        let previous = "p".repeat(32);
+        let loaded = load_toml(&format!("secret_key_previous = \"{previous}\"\n"));
+        assert_eq!(loaded.secret_key_previous.map(|k| k.expose_secret().to_owned()), Some(previous));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, "secret_key_previous = \"short\"\n").unwrap();
+        let error = Settings::load(&Overrides { config_file: Some(path), ..Overrides::default() }).unwrap_err();
+        assert!(error.to_string().contains("BERTH_SECRET_KEY_PREVIOUS must be at least 32 characters"), "{error:#}");
     }
 
     #[test]

@@ -85,6 +85,9 @@ impl Application {
             Planes::Control => settings.secret_key.as_ref(),
             Planes::Both | Planes::Data => Some(&secret_key),
         };
+        let previous = settings.secret_key_previous.as_ref().map(|p| p.expose_secret().as_bytes());
+        let sealing_key =
+            |purpose| sealing_secret.map(|s| SealKey::derive_rotating(s.expose_secret().as_bytes(), previous, purpose));
         if sealing_secret.is_none() {
             tracing::warn!(
                 "BERTH_SECRET_KEY is not set: servers' secrets, remote upstream credentials and OAuth signing keys are stored unsealed"
@@ -98,11 +101,9 @@ impl Application {
             max_json_bytes: settings.max_json_bytes,
             validator,
             auditor: auditor.clone(),
-            upstream_key: sealing_secret
-                .map(|s| SealKey::derive(s.expose_secret().as_bytes(), sealed::UPSTREAM_HEADERS)),
-            secrets_key: sealing_secret.map(|s| SealKey::derive(s.expose_secret().as_bytes(), sealed::SERVER_SECRETS)),
-            signing_keys_key: sealing_secret
-                .map(|s| SealKey::derive(s.expose_secret().as_bytes(), sealed::OAUTH_SIGNING_KEYS)),
+            upstream_key: sealing_key(sealed::UPSTREAM_HEADERS),
+            secrets_key: sealing_key(sealed::SERVER_SECRETS),
+            signing_keys_key: sealing_key(sealed::OAUTH_SIGNING_KEYS),
             registrations: Arc::new(berth_control_plane::AddressLimiter::new(
                 berth_control_plane::REGISTRATIONS_PER_MINUTE,
             )),
@@ -237,30 +238,56 @@ pub fn admin_token(settings: &Settings) -> anyhow::Result<(SecretString, bool)> 
     persistent_secret(settings.admin_token.as_ref(), settings, "admin-token", berth_auth::generate_admin_token)
 }
 
-/// Seals the servers' secrets and OAuth signing keys still stored as given (written before they
-/// were sealed, or by a `berth control-plane` without `BERTH_SECRET_KEY`) with the keys derived
-/// from `secret`; returns how many. Run at start by the processes that seal what they store.
-pub async fn seal_stored_secrets(pool: &PgPool, secret: &SecretString) -> anyhow::Result<u64> {
-    let secrets_key = SealKey::derive(secret.expose_secret().as_bytes(), sealed::SERVER_SECRETS);
-    let signing_key = SealKey::derive(secret.expose_secret().as_bytes(), sealed::OAUTH_SIGNING_KEYS);
+/// Seals under the keys derived from `secret` every servers' secret and OAuth signing key that
+/// is not yet: those still stored as given (written before they were sealed, or by a
+/// `berth control-plane` without `BERTH_SECRET_KEY`) and, while a rotation is under way, those
+/// sealed under the `previous` secret. Run at start by the processes that seal what they store;
+/// values that open under neither secret are counted and left alone (they are refused where
+/// they are used). Remote versions' upstream headers are not rewritten (versions are
+/// immutable): they open under the previous secret while it is set, and are published again
+/// to move them to the new one.
+pub async fn seal_stored_secrets(
+    pool: &PgPool,
+    secret: &SecretString,
+    previous: Option<&SecretString>,
+) -> anyhow::Result<berth_storage::Resealed> {
+    let key = |purpose| {
+        SealKey::derive_rotating(
+            secret.expose_secret().as_bytes(),
+            previous.map(|p| p.expose_secret().as_bytes()),
+            purpose,
+        )
+    };
+    let (secrets_key, signing_key) = (key(sealed::SERVER_SECRETS), key(sealed::OAUTH_SIGNING_KEYS));
     let mut conn = pool.acquire().await.context("cannot reach the database to seal stored secrets")?;
     let admin = || berth_core::AdminScope::from_verified_admin_token();
-    let secrets = berth_storage::server_config::seal_plain_secrets(&mut conn, admin(), sealed::PREFIX, |plain| {
-        let context = sealed::server_secret_context(plain.tenant, plain.server, &plain.name);
-        sealed::seal_bound(&secrets_key, &context, &plain.value)
+    let secrets = berth_storage::server_config::reseal_secrets(&mut conn, admin(), |stored| {
+        let context = sealed::server_secret_context(stored.tenant, stored.server, &stored.name);
+        sealed::reseal_bound(&secrets_key, &context, &stored.value)
     })
     .await
-    .context("cannot seal the servers' secrets stored unsealed")?;
-    let prefix = sealed::PREFIX.as_bytes();
-    let keys = berth_storage::oauth::seal_plain_signing_keys(&mut conn, admin(), prefix, |tenant, kid, der| {
-        sealed::seal_bytes_bound(&signing_key, &sealed::signing_key_context(tenant, kid), der)
+    .context("cannot seal the servers' stored secrets")?;
+    let keys = berth_storage::oauth::reseal_signing_keys(&mut conn, admin(), |tenant, kid, der| {
+        sealed::reseal_bytes_bound(&signing_key, &sealed::signing_key_context(tenant, kid), der)
     })
     .await
-    .context("cannot seal the OAuth signing keys stored unsealed")?;
-    if secrets + keys > 0 {
-        tracing::info!(secrets, signing_keys = keys, "sealed what was stored unsealed");
+    .context("cannot seal the stored OAuth signing keys")?;
+    let done = secrets + keys;
+    if done.sealed > 0 {
+        tracing::info!(
+            secrets = secrets.sealed,
+            signing_keys = keys.sealed,
+            "sealed stored secrets under the current BERTH_SECRET_KEY"
+        );
     }
-    Ok(secrets + keys)
+    if done.unreadable > 0 {
+        tracing::warn!(
+            count = done.unreadable,
+            "stored secrets open under neither BERTH_SECRET_KEY nor BERTH_SECRET_KEY_PREVIOUS; \
+             the servers and tenants using them are refused until they are set again"
+        );
+    }
+    Ok(done)
 }
 
 /// The data-plane secret (`BERTH_SECRET_KEY`, else `{data_dir}/secret-key`).
@@ -343,9 +370,10 @@ pub async fn runtimes(
         settings.containers.max_message_bytes,
         Duration::from_secs(settings.containers.call_timeout_secs.max(1)),
     );
-    let mut runtimes = berth_data_plane::Runtimes::new(pool, wasm)
-        .with_remote(remote)
-        .with_secret(secret_key.expose_secret().as_bytes());
+    let mut runtimes = berth_data_plane::Runtimes::new(pool, wasm).with_remote(remote).with_secrets(
+        secret_key.expose_secret().as_bytes(),
+        settings.secret_key_previous.as_ref().map(|p| p.expose_secret().as_bytes()),
+    );
     if let Some(containers) = container_runtime(settings).await {
         runtimes = runtimes.with_containers(containers);
     }

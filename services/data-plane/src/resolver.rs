@@ -79,9 +79,16 @@ impl Runtimes {
     /// Decrypts sealed remote headers and servers' secrets with the keys derived from the
     /// data-plane secret.
     #[must_use]
-    pub fn with_secret(mut self, secret: &[u8]) -> Self {
-        self.headers_key = Some(SealKey::derive(secret, sealed::UPSTREAM_HEADERS));
-        self.secrets_key = Some(SealKey::derive(secret, sealed::SERVER_SECRETS));
+    pub fn with_secret(self, secret: &[u8]) -> Self {
+        self.with_secrets(secret, None)
+    }
+
+    /// [`Runtimes::with_secret`], also opening what was sealed under the `previous` secret while
+    /// a rotation is under way (`BERTH_SECRET_KEY_PREVIOUS`).
+    #[must_use]
+    pub fn with_secrets(mut self, secret: &[u8], previous: Option<&[u8]>) -> Self {
+        self.headers_key = Some(SealKey::derive_rotating(secret, previous, sealed::UPSTREAM_HEADERS));
+        self.secrets_key = Some(SealKey::derive_rotating(secret, previous, sealed::SERVER_SECRETS));
         self
     }
 

@@ -48,6 +48,7 @@ pub fn test_settings() -> Settings {
         log_format: LogFormat::Json,
         workers: Some(1),
         secret_key: None,
+        secret_key_previous: None,
         node_id: Some("test".into()),
         mcp_max_body_bytes: 64 * 1024,
         max_sessions_per_tenant: 100,

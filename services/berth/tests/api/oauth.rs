@@ -708,9 +708,13 @@ async fn signing_keys_stored_unsealed_are_sealed_at_start_and_keep_signing() {
     assert_eq!(jsonwebtoken::decode_header(&before).unwrap().kid.as_deref(), Some(kids["acme"].as_str()));
 
     let secret = secrecy::SecretString::from(o.app().secret_key.clone());
-    assert_eq!(berth::startup::seal_stored_secrets(&o.app().db.pool, &secret).await.unwrap(), 2);
+    assert_eq!(berth::startup::seal_stored_secrets(&o.app().db.pool, &secret, None).await.unwrap().sealed, 2);
     assert_eq!(signing_keys_sealed_and_plain(o.app()).await, (2, 0));
-    assert_eq!(berth::startup::seal_stored_secrets(&o.app().db.pool, &secret).await.unwrap(), 0, "once only");
+    assert_eq!(
+        berth::startup::seal_stored_secrets(&o.app().db.pool, &secret, None).await.unwrap().sealed,
+        0,
+        "once only"
+    );
     let (after, _) = o.tokens("fixture").await;
     assert_eq!(jsonwebtoken::decode_header(&after).unwrap().kid.as_deref(), Some(kids["acme"].as_str()));
     o.assert_adds(&after).await;

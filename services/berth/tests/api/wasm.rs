@@ -226,10 +226,14 @@ async fn secrets_stored_unsealed_are_sealed_at_start_and_still_read() {
     assert!(read_token(&t, "acme").await.text.contains("old-acme"), "plain rows keep working");
 
     let secret = secrecy::SecretString::from(t.app.secret_key.clone());
-    assert_eq!(berth::startup::seal_stored_secrets(&t.app.db.pool, &secret).await.unwrap(), 2);
+    assert_eq!(berth::startup::seal_stored_secrets(&t.app.db.pool, &secret, None).await.unwrap().sealed, 2);
     assert_eq!(t.app.execute("SELECT 1 FROM server_config WHERE value LIKE 'old-%'").await, 0);
     assert_eq!(t.app.execute("SELECT 1 FROM server_config WHERE value LIKE 'berth:sealed:v1:%'").await, 2);
-    assert_eq!(berth::startup::seal_stored_secrets(&t.app.db.pool, &secret).await.unwrap(), 0, "once only");
+    assert_eq!(
+        berth::startup::seal_stored_secrets(&t.app.db.pool, &secret, None).await.unwrap().sealed,
+        0,
+        "once only"
+    );
     for tenant in ["acme", "globex"] {
         reload_hostile(&t, tenant).await;
         let reply = read_token(&t, tenant).await;
@@ -237,4 +241,40 @@ async fn secrets_stored_unsealed_are_sealed_at_start_and_still_read() {
         let other = if tenant == "acme" { "old-globex" } else { "old-acme" };
         assert!(!reply.text.contains(other), "{tenant}: {}", reply.text);
     }
+}
+
+#[actix_web::test]
+async fn rotating_the_secret_key_seals_everything_stored_again_under_the_new_one() {
+    let t = wasm_app().await;
+    for tenant in ["acme", "globex"] {
+        let body = json!({"secrets": {"TOKEN": format!("{tenant}-token")}});
+        let path = format!("/api/v1/tenants/{tenant}/servers/hostile/config");
+        t.app.send(t.app.request(As::Admin, reqwest::Method::PUT, &path).json(&body)).await.assert_status(200);
+        // Creates the tenant's signing key, stored sealed.
+        t.app.get(As::Anonymous, &format!("/t/{tenant}/oauth/jwks")).await.assert_status(200);
+    }
+    // Every stored secret as text, kept aside to compare with afterwards.
+    let stored = "SELECT value FROM server_config UNION ALL SELECT encode(private_der, 'hex') FROM oauth_signing_keys";
+    t.app.execute(&format!("CREATE TABLE before_rotation AS {stored}")).await;
+
+    let pool = &t.app.db.pool;
+    let old = secrecy::SecretString::from(t.app.secret_key.clone());
+    let new = secrecy::SecretString::from(format!("rotated-secret-{}", uuid::Uuid::new_v4()));
+    // The new secret alone opens nothing stored: nothing is touched, everything is reported.
+    let blind = berth::startup::seal_stored_secrets(pool, &new, None).await.unwrap();
+    assert_eq!((blind.sealed, blind.unreadable), (0, 4), "2 secrets and 2 signing keys");
+    // With the previous one, everything is sealed again under the new one.
+    let rotated = berth::startup::seal_stored_secrets(pool, &new, Some(&old)).await.unwrap();
+    assert_eq!((rotated.sealed, rotated.unreadable), (4, 0));
+    let unchanged = format!("SELECT 1 FROM ({stored}) s(v) WHERE v IN (SELECT * FROM before_rotation)");
+    assert_eq!(t.app.execute(&unchanged).await, 0, "every value was rewritten");
+    let after = berth::startup::seal_stored_secrets(pool, &new, None).await.unwrap();
+    assert_eq!((after.sealed, after.unreadable), (0, 0), "everything opens under the new secret alone");
+    assert_eq!(t.app.execute("SELECT 1 FROM server_config WHERE value LIKE '%-token%'").await, 0);
+
+    // The app still runs with the old secret only: what is stored no longer opens there.
+    reload_hostile(&t, "acme").await;
+    let refused = read_token(&t, "acme").await;
+    assert!(refused.text.contains("cannot be decrypted"), "{}", refused.text);
+    assert!(!refused.text.contains("acme-token"), "{}", refused.text);
 }
