@@ -1,6 +1,7 @@
 //! Secrets Berth stores for tenants and must use later (upstream credentials of remote servers,
-//! servers' secrets, OAuth signing keys), sealed at rest with AES-256-GCM under a key derived from the deployment
-//! secret (`BERTH_SECRET_KEY`), one key per purpose.
+//! servers' secrets, OAuth signing keys), sealed at rest with AES-256-GCM under a key derived
+//! from the deployment secret (`BERTH_SECRET_KEY`), one key per purpose. While the secret is
+//! rotated, a key also opens what the previous secret sealed ([`SealKey::derive_rotating`]).
 //!
 //! A sealed value is text: `berth:sealed:v1:` then base64url (no padding) of a random 96-bit
 //! nonce followed by the ciphertext and tag. [`open_or_plain`] passes values without the prefix
