@@ -33,6 +33,20 @@ pub struct Resealed {
     pub unreadable: u64,
 }
 
+impl Resealed {
+    /// The value to store for one verdict of a pass, if any; counts the unreadable ones.
+    fn replacement<T>(&mut self, verdict: berth_core::sealed::Reseal<T>) -> Option<T> {
+        match verdict {
+            berth_core::sealed::Reseal::Replace(sealed) => Some(sealed),
+            berth_core::sealed::Reseal::Unreadable => {
+                self.unreadable += 1;
+                None
+            }
+            berth_core::sealed::Reseal::Current => None,
+        }
+    }
+}
+
 impl std::ops::Add for Resealed {
     type Output = Self;
 

@@ -94,14 +94,8 @@ pub async fn reseal_signing_keys(
     let rows = sqlx::query!("SELECT tenant_id, kid, private_der FROM oauth_signing_keys").fetch_all(&mut *conn).await?;
     let mut done = Resealed::default();
     for row in rows {
-        let sealed = match reseal(TenantId::from_uuid(row.tenant_id), &row.kid, &row.private_der) {
-            Reseal::Current => continue,
-            Reseal::Unreadable => {
-                done.unreadable += 1;
-                continue;
-            }
-            Reseal::Replace(sealed) => sealed,
-        };
+        let verdict = reseal(TenantId::from_uuid(row.tenant_id), &row.kid, &row.private_der);
+        let Some(sealed) = done.replacement(verdict) else { continue };
         let updated = sqlx::query!(
             "UPDATE oauth_signing_keys SET private_der = $4 WHERE tenant_id = $1 AND kid = $2 AND private_der = $3",
             row.tenant_id,

@@ -102,14 +102,7 @@ pub async fn reseal_secrets(
             name: row.key,
             value: row.value,
         };
-        let sealed = match reseal(&stored) {
-            Reseal::Current => continue,
-            Reseal::Unreadable => {
-                done.unreadable += 1;
-                continue;
-            }
-            Reseal::Replace(sealed) => sealed,
-        };
+        let Some(sealed) = done.replacement(reseal(&stored)) else { continue };
         let updated = sqlx::query!(
             "UPDATE server_config SET value = $5 \
              WHERE tenant_id = $1 AND server_id = $2 AND key = $3 AND value = $4 AND secret",

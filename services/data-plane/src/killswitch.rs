@@ -39,25 +39,36 @@ pub fn is_client_label(label: &str, client: &str) -> bool {
 /// Selects the sessions a change ends.
 type OwnerFilter = Box<dyn Fn(&Owner) -> bool>;
 
+/// What the calls of a session ended for `why` are told.
+fn reason(why: Refused) -> &'static str {
+    match why {
+        Refused::Tenant => "the tenant was disabled",
+        Refused::Server => "the server was disabled",
+        Refused::Version => "the server version was disabled",
+        Refused::ApiKey => "the API key was revoked",
+        Refused::Client => "the OAuth client was disabled",
+    }
+}
+
 /// Which sessions a change ends, and what their calls are told.
 fn doomed(change: &Change) -> Option<(OwnerFilter, &'static str)> {
     match change.clone() {
         Change::Tenant { tenant, enabled: false } => {
-            Some((Box::new(move |o: &Owner| o.tenant == tenant), "the tenant was disabled"))
+            Some((Box::new(move |o: &Owner| o.tenant == tenant), reason(Refused::Tenant)))
         }
         Change::Server { server, enabled: false, .. } => {
-            Some((Box::new(move |o: &Owner| o.server == server), "the server was disabled"))
+            Some((Box::new(move |o: &Owner| o.server == server), reason(Refused::Server)))
         }
         Change::Version { version, enabled: false, .. } => {
-            Some((Box::new(move |o: &Owner| o.version == version), "the server version was disabled"))
+            Some((Box::new(move |o: &Owner| o.version == version), reason(Refused::Version)))
         }
         Change::ApiKey { tenant, key, enabled: false } => {
             let label = key_label(key);
-            Some((Box::new(move |o: &Owner| o.tenant == tenant && o.principal == label), "the API key was revoked"))
+            Some((Box::new(move |o: &Owner| o.tenant == tenant && o.principal == label), reason(Refused::ApiKey)))
         }
         Change::OAuthClient { tenant, client, enabled: false } => Some((
             Box::new(move |o: &Owner| o.tenant == tenant && is_client_label(&o.principal, &client)),
-            "the OAuth client was disabled",
+            reason(Refused::Client),
         )),
         _ => None,
     }
@@ -164,14 +175,7 @@ async fn recheck(catalog: &Catalog, sessions: &SessionRegistry) {
     let mut ended = 0;
     for (index, why) in refused {
         let Some(owner) = owners.get(index) else { continue };
-        let reason = match why {
-            Refused::Tenant => "the tenant was disabled",
-            Refused::Server => "the server was disabled",
-            Refused::Version => "the server version was disabled",
-            Refused::ApiKey => "the API key was revoked",
-            Refused::Client => "the OAuth client was disabled",
-        };
-        ended += sessions.kill_where(|o| o == owner, reason);
+        ended += sessions.kill_where(|o| o == owner, reason(why));
     }
     tracing::info!(checked = owners.len(), ended, "sessions checked after reconnecting");
 }

@@ -15,7 +15,8 @@ use berth_core::sealed::{self, SealKey};
 use berth_core::{Server, ServerId, ServerVersion, Tenant, TenantScope, VersionSpec};
 use berth_runtime_container::{ContainerRuntime, RemoteRuntime, VersionKey};
 use berth_runtime_wasm::{ServerSpec, WasmRuntime};
-use berth_storage::PgPool;
+use berth_storage::server_config::ServerConfig;
+use berth_storage::{PgConnection, PgPool};
 
 /// The production resolver.
 #[derive(Clone)]
@@ -124,6 +125,20 @@ fn container_env(
     Ok(())
 }
 
+/// A server's configuration with its secrets opened.
+async fn load_config(
+    conn: &mut PgConnection,
+    scope: &TenantScope,
+    server: ServerId,
+    key: Option<&SealKey>,
+) -> Result<ServerConfig, BackendError> {
+    let mut config = berth_storage::server_config::get(conn, scope, server)
+        .await
+        .map_err(|e| unavailable(format!("cannot load the configuration: {e}")))?;
+    open_secrets(key, scope, server, &mut config.secrets)?;
+    Ok(config)
+}
+
 /// Opens a server's sealed secrets in place, each in its own context (its tenant, server and
 /// name). A secret that does not open, or a sealed one on a node without the key, makes the
 /// server unavailable rather than hand its guest ciphertext or another server's secret.
@@ -166,11 +181,8 @@ impl BackendResolver for Runtimes {
                     let bytes = berth_storage::versions::get_component(&mut conn, &scope, &sha256)
                         .await
                         .map_err(|e| unavailable(format!("cannot load the component: {e}")))?;
-                    let mut config = berth_storage::server_config::get(&mut conn, &scope, server_id)
-                        .await
-                        .map_err(|e| unavailable(format!("cannot load the configuration: {e}")))?;
+                    let config = load_config(&mut conn, &scope, server_id, key.as_ref()).await?;
                     drop(conn);
-                    open_secrets(key.as_ref(), &scope, server_id, &mut config.secrets)?;
                     let component = wasm
                         .load(&sha256, &bytes)
                         .await
@@ -199,11 +211,8 @@ impl BackendResolver for Runtimes {
                 let (pool, server_id, secrets_key) = (self.pool.clone(), server.id, self.secrets_key.clone());
                 Box::pin(async move {
                     let mut conn = pool.acquire().await.map_err(|_| unavailable("the database is unreachable"))?;
-                    let mut config = berth_storage::server_config::get(&mut conn, &scope, server_id)
-                        .await
-                        .map_err(|e| unavailable(format!("cannot load the configuration: {e}")))?;
+                    let config = load_config(&mut conn, &scope, server_id, secrets_key.as_ref()).await?;
                     drop(conn);
-                    open_secrets(secrets_key.as_ref(), &scope, server_id, &mut config.secrets)?;
                     // A configuration change makes a new spec, hence a new pool of containers; the
                     // old one drains with its sessions.
                     container_env(&mut spec.env, config.values.into_iter().chain(config.secrets))?;

@@ -159,6 +159,13 @@ async fn read_token(t: &McpApp, tenant: &str) -> crate::mcp_client::McpReply {
     t.modern(&t.url(tenant, "hostile"), Some(key), json!(1), "tools/call", call, json!({})).await
 }
 
+/// Sets the secret `TOKEN` of `tenant`'s `hostile` server (its whole configuration).
+async fn put_token(t: &McpApp, tenant: &str, value: &str) {
+    let body = json!({"secrets": {"TOKEN": value}});
+    let path = format!("/api/v1/tenants/{tenant}/servers/hostile/config");
+    t.app.send(t.app.request(As::Admin, reqwest::Method::PUT, &path).json(&body)).await.assert_status(200);
+}
+
 /// Makes the data plane load `tenant`'s `hostile` server again (its configuration with it).
 async fn reload_hostile(t: &McpApp, tenant: &str) {
     let touched = t
@@ -176,9 +183,7 @@ async fn reload_hostile(t: &McpApp, tenant: &str) {
 async fn secrets_are_sealed_at_rest_and_open_only_for_their_own_server() {
     let t = wasm_app().await;
     for tenant in ["acme", "globex"] {
-        let body = json!({"secrets": {"TOKEN": format!("{tenant}-token-value")}});
-        let path = format!("/api/v1/tenants/{tenant}/servers/hostile/config");
-        t.app.send(t.app.request(As::Admin, reqwest::Method::PUT, &path).json(&body)).await.assert_status(200);
+        put_token(&t, tenant, &format!("{tenant}-token-value")).await;
     }
     let sealed = t.app.execute("SELECT 1 FROM server_config WHERE secret AND value LIKE 'berth:sealed:v1:%'").await;
     assert_eq!(sealed, 2, "both tenants' secrets are stored sealed");
@@ -247,9 +252,7 @@ async fn secrets_stored_unsealed_are_sealed_at_start_and_still_read() {
 async fn rotating_the_secret_key_seals_everything_stored_again_under_the_new_one() {
     let t = wasm_app().await;
     for tenant in ["acme", "globex"] {
-        let body = json!({"secrets": {"TOKEN": format!("{tenant}-token")}});
-        let path = format!("/api/v1/tenants/{tenant}/servers/hostile/config");
-        t.app.send(t.app.request(As::Admin, reqwest::Method::PUT, &path).json(&body)).await.assert_status(200);
+        put_token(&t, tenant, &format!("{tenant}-token")).await;
         // Creates the tenant's signing key, stored sealed.
         t.app.get(As::Anonymous, &format!("/t/{tenant}/oauth/jwks")).await.assert_status(200);
     }
