@@ -144,6 +144,21 @@ pub fn open(key: &StateKey, binding: &Binding<'_>, token: &str, now: u64) -> Res
     Ok(value.get_mut("p").map(Value::take).unwrap_or(Value::Null))
 }
 
+/// [`open`] under `current` or, while the deployment secret is being rotated, under `previous`:
+/// a token sealed before a node restarted with a new secret still opens until it expires.
+pub fn open_rotating(
+    current: &StateKey,
+    previous: Option<&StateKey>,
+    binding: &Binding<'_>,
+    token: &str,
+    now: u64,
+) -> Result<Value, StateError> {
+    match (open(current, binding, token, now), previous) {
+        (Err(StateError::Forged), Some(previous)) => open(previous, binding, token, now),
+        (opened, _) => opened,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +188,24 @@ mod tests {
         assert_eq!(open(&key(), &other_request, &token, 0), Err(StateError::Forged));
         let other_key = StateKey::derive(b"another secret", "request-state");
         assert_eq!(open(&other_key, &binding("key:1"), &token, 0), Err(StateError::Forged));
+    }
+
+    #[test]
+    fn during_a_rotation_tokens_of_the_previous_key_open_and_others_do_not() {
+        let old = StateKey::derive(b"the old secret", "request-state");
+        let new = StateKey::derive(b"the new secret", "request-state");
+        let sealed_before = seal(&old, &binding("key:1"), &json!({"n": 1}), 100);
+        let sealed_after = seal(&new, &binding("key:1"), &json!({"n": 2}), 100);
+        let open = |previous, token: &str, principal| open_rotating(&new, previous, &binding(principal), token, 0);
+        assert_eq!(open(Some(&old), &sealed_before, "key:1"), Ok(json!({"n": 1})));
+        assert_eq!(open(Some(&old), &sealed_after, "key:1"), Ok(json!({"n": 2})));
+        assert_eq!(open(None, &sealed_before, "key:1"), Err(StateError::Forged));
+        // The binding still holds under the previous key, and a third key opens nothing.
+        assert_eq!(open(Some(&old), &sealed_before, "key:2"), Err(StateError::Forged));
+        let third = StateKey::derive(b"a third secret", "request-state");
+        assert_eq!(open(Some(&third), &sealed_before, "key:1"), Err(StateError::Forged));
+        let expired = open_rotating(&new, Some(&old), &binding("key:1"), &sealed_before, 100);
+        assert_eq!(expired, Err(StateError::Expired));
     }
 
     #[test]

@@ -463,10 +463,10 @@ impl Session {
         };
         let mut answers = Map::new();
         if let Some(token) = params.get("requestState") {
-            let opened = token
-                .as_str()
-                .ok_or(state::StateError::Malformed)
-                .and_then(|t| state::open(&self.config.state_key, &binding, t, now_unix()));
+            let opened = token.as_str().ok_or(state::StateError::Malformed).and_then(|t| {
+                let previous = self.config.previous_state_key.as_ref();
+                state::open_rotating(&self.config.state_key, previous, &binding, t, now_unix())
+            });
             match opened {
                 Ok(payload) => {
                     if let Some(Value::Object(recorded)) = payload.get("answers") {

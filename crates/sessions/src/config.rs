@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use berth_protocol::state::StateKey;
 
+const STATE_PURPOSE: &str = "berth request state v1";
+
 /// Tunables of the session layer; `berth` builds it from settings.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -13,6 +15,9 @@ pub struct SessionConfig {
     pub session_key: StateKey,
     /// Seals modern `requestState`.
     pub state_key: StateKey,
+    /// Opens modern `requestState` sealed under the previous deployment secret while it is being
+    /// rotated (`BERTH_SECRET_KEY_PREVIOUS`); nothing is sealed with it.
+    pub previous_state_key: Option<StateKey>,
     /// A legacy session without requests or open streams for this long is ended.
     pub legacy_idle: Duration,
     /// A modern session without requests for this long is dropped.
@@ -39,7 +44,8 @@ impl SessionConfig {
         Self {
             node_id: node_id.into(),
             session_key: StateKey::derive(secret, "berth session id v1"),
-            state_key: StateKey::derive(secret, "berth request state v1"),
+            state_key: StateKey::derive(secret, STATE_PURPOSE),
+            previous_state_key: None,
             legacy_idle: Duration::from_secs(30 * 60),
             modern_idle: Duration::from_secs(5 * 60),
             sweep_interval: Duration::from_secs(15),
@@ -50,5 +56,13 @@ impl SessionConfig {
             peer_timeout: Duration::from_secs(300),
             state_ttl: Duration::from_secs(600),
         }
+    }
+
+    /// Also opens `requestState` sealed under `previous`, the deployment secret being rotated
+    /// away from. Legacy session ids need no such key: sessions live in a node's memory, so none
+    /// outlives the restart that changes the secret.
+    pub fn with_previous_secret(mut self, previous: &[u8]) -> Self {
+        self.previous_state_key = Some(StateKey::derive(previous, STATE_PURPOSE));
+        self
     }
 }

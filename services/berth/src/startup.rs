@@ -110,6 +110,9 @@ impl Application {
             client_documents: Arc::new(berth_control_plane::ClientDocuments::new(settings.oauth_cimd_allow_loopback)),
         };
         let mut sessions = SessionConfig::new(node.clone(), secret_key.expose_secret().as_bytes());
+        if let Some(previous) = previous {
+            sessions = sessions.with_previous_secret(previous);
+        }
         sessions.max_sessions_per_tenant = settings.max_sessions_per_tenant;
         sessions.legacy_idle = Duration::from_secs(settings.session_idle_secs);
         let data = berth_data_plane::DataPlaneState::new(

@@ -197,6 +197,27 @@ pub enum As<'a> {
 }
 
 impl TestApp {
+    /// Another app on this app's database, as a second node or as this one restarted, with
+    /// `settings`, `resolver` and the data-plane secret `secret_key`. Returns its address.
+    pub async fn sibling(
+        &self,
+        settings: &Settings,
+        resolver: Arc<dyn berth_core::backend::BackendResolver>,
+        secret_key: &str,
+    ) -> String {
+        let wiring = Wiring {
+            pool: self.db.pool.clone(),
+            admin_token: SecretString::from(self.admin_token.clone()),
+            secret_key: SecretString::from(secret_key.to_owned()),
+            resolver,
+            validator: Arc::new(berth_core::backend::HeaderOnly),
+        };
+        let app = Application::build(settings, wiring, Planes::Both).expect("failed to build the sibling app");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        actix_web::rt::spawn(app.run_until_stopped());
+        address
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

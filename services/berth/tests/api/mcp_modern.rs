@@ -1,7 +1,11 @@
 //! The modern era (2026-07-28): stateless requests, header checks, MRTR.
 
+use std::sync::Arc;
+
+use secrecy::SecretString;
 use serde_json::{Value, json};
 
+use crate::helpers::test_settings;
 use crate::mcp_client::{McpApp, modern_meta};
 
 #[actix_web::test]
@@ -229,4 +233,44 @@ async fn a_client_without_the_capability_gets_missing_capability() {
         .await;
     assert_eq!(reply.status, 400, "{}", reply.text);
     assert_eq!(reply.error_code(), -32021);
+}
+
+#[actix_web::test]
+async fn request_state_sealed_before_a_secret_rotation_opens_while_the_old_secret_is_previous() {
+    let t = McpApp::spawn().await;
+    let rotated = format!("test-secret-rotated-{}", uuid::Uuid::new_v4());
+    let fixture = || Arc::new(berth_test_support::fixture::FixtureResolver::new());
+    // This node restarted with a new secret, the old one kept as previous; and once the
+    // rotation is over, with the new secret alone.
+    let mut rotating = test_settings();
+    rotating.secret_key_previous = Some(SecretString::from(t.app.secret_key.clone()));
+    let during = t.app.sibling(&rotating, fixture(), &rotated).await;
+    let after = t.app.sibling(&test_settings(), fixture(), &rotated).await;
+    let answer = json!({"action": "accept", "content": {"name": "octocat"}});
+    let call = |base: &str, tenant: &str, extra: Value| {
+        let mut params = json!({"name": "test_elicitation", "arguments": {"message": "Who are you?"}});
+        if let Value::Object(map) = extra {
+            for (k, v) in map {
+                params[k] = v;
+            }
+        }
+        (format!("{base}/t/{tenant}/fixture/mcp"), params)
+    };
+    for (tenant, token) in [("acme", t.acme.clone()), ("globex", t.globex.clone())] {
+        let (url, params) = call(&t.app.address, tenant, json!({}));
+        let first = t.modern(&url, Some(&token), json!(1), "tools/call", params, json!({"elicitation": {}})).await;
+        let result = first.result();
+        assert_eq!(result["resultType"], "input_required", "{}", first.text);
+        let key = result["inputRequests"].as_object().unwrap().keys().next().unwrap().clone();
+        let retry = json!({"requestState": result["requestState"], "inputResponses": {&key: answer}});
+
+        let (url, params) = call(&after, tenant, retry.clone());
+        let refused = t.modern(&url, Some(&token), json!(2), "tools/call", params, json!({"elicitation": {}})).await;
+        assert_eq!(refused.error_code(), -32602, "the new secret alone opens nothing older: {}", refused.text);
+
+        let (url, params) = call(&during, tenant, retry);
+        let done = t.modern(&url, Some(&token), json!(3), "tools/call", params, json!({"elicitation": {}})).await;
+        assert_eq!(done.status, 200, "{}", done.text);
+        assert_eq!(done.result()["resultType"], "complete", "{tenant}: {}", done.text);
+    }
 }
