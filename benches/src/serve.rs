@@ -102,6 +102,7 @@ fn berth(args: &Args, wasm: bool) -> anyhow::Result<()> {
         wasm_max_instances: args.wasm_instances,
         wasm_ready_instances: args.wasm_ready,
         wasm_egress_private_networks: Vec::new(),
+        trusted_proxies: Vec::new(),
         containers: Default::default(),
         fail_closed_after_secs: 60,
         quota_nodes: 1,

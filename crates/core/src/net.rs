@@ -1,11 +1,13 @@
 //! Network addresses: which IP addresses are publicly routable, and IP networks in CIDR
 //! notation. Used wherever Berth connects somewhere on someone else's say-so (Client ID
 //! Metadata Documents, WebAssembly guests' outbound HTTP), so that a name cannot lead a request
-//! to loopback, a private network or a cloud metadata endpoint.
+//! to loopback, a private network or a cloud metadata endpoint. And which address a request
+//! came from when it passed reverse proxies the operator trusts ([`TrustedProxies`]).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// Whether `ip` is a publicly routable unicast address: one that an outbound request made on
 /// behalf of a client or a guest may reach.
@@ -152,6 +154,68 @@ impl fmt::Display for IpNetwork {
     }
 }
 
+/// The reverse proxies in front of Berth (`BERTH_TRUSTED_PROXIES`), which decide whether a
+/// request's `X-Forwarded-For` header says where it came from.
+///
+/// A client writes whatever it likes into that header, so it is read only when the connection
+/// comes from a trusted proxy, and then from the right: each trusted proxy appends the address
+/// it received the request from, so the first address from the right that is not a trusted
+/// proxy is the client's. With no proxies configured (the default) the header is ignored.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Arc<[IpNetwork]>);
+
+/// At most this many `X-Forwarded-For` entries are looked at, from the right.
+const MAX_FORWARDED_HOPS: usize = 32;
+
+impl TrustedProxies {
+    /// Trusts proxies in `networks`.
+    pub fn new(networks: Vec<IpNetwork>) -> Self {
+        Self(networks.into())
+    }
+
+    /// Whether `ip` is a trusted proxy.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|network| network.contains(ip))
+    }
+
+    /// The client's address of a request that came on a connection from `peer`, carrying the
+    /// `X-Forwarded-For` header lines `forwarded_for` (in the order received).
+    ///
+    /// An entry that is not an IP address (`unknown`, an obfuscated name, garbage) ends the
+    /// walk: the address that passed it on, a trusted proxy, stands for the client. If every
+    /// address is a trusted proxy, the leftmost is the client.
+    pub fn client_ip<'a>(&self, peer: IpAddr, forwarded_for: impl IntoIterator<Item = &'a str>) -> IpAddr {
+        if !self.trusts(peer) {
+            return peer;
+        }
+        let lines: Vec<&str> = forwarded_for.into_iter().collect();
+        let entries = lines.iter().rev().flat_map(|line| line.rsplit(',')).take(MAX_FORWARDED_HOPS);
+        let mut client = peer;
+        for entry in entries {
+            match forwarded_ip(entry.trim()) {
+                Some(ip) => {
+                    client = ip;
+                    if !self.trusts(ip) {
+                        break;
+                    }
+                }
+                None => break,
+            }
+        }
+        client.to_canonical()
+    }
+}
+
+/// An `X-Forwarded-For` entry's address: `203.0.113.7`, `2001:db8::1`, or with a port
+/// (`203.0.113.7:41234`, `[2001:db8::1]:41234`), as some proxies write it.
+fn forwarded_ip(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|socket| socket.ip()))
+        .or_else(|| entry.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,5 +328,35 @@ mod tests {
         assert!(!net("fd00::/8").contains(ip("fe80::1")));
         assert!(net("0.0.0.0/0").contains(ip("192.168.0.1")));
         assert!(!net("0.0.0.0/0").contains(ip("fd12::1")));
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies_read_from_the_right() {
+        let proxies = TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()]);
+        let client = |peer: &str, lines: &[&str]| proxies.client_ip(ip(peer), lines.iter().copied()).to_string();
+        // Straight from a client: its header is its own invention.
+        assert_eq!(client("203.0.113.9", &["198.51.100.1"]), "203.0.113.9");
+        // Through one proxy; a spoofed entry on the left is never reached.
+        assert_eq!(client("10.0.0.2", &["6.6.6.6, 198.51.100.1"]), "198.51.100.1");
+        // Through two proxies, over two header lines, with ports and brackets.
+        assert_eq!(client("::1", &["6.6.6.6", "[2001:db8::7]:4711, 10.0.0.3:80"]), "2001:db8::7");
+        assert_eq!(client("10.0.0.2", &["198.51.100.1:4711"]), "198.51.100.1");
+        // No header, every hop trusted, or garbage: the nearest trusted address stands in.
+        assert_eq!(client("10.0.0.2", &[]), "10.0.0.2");
+        assert_eq!(client("10.0.0.2", &["10.0.0.9, 10.0.0.8"]), "10.0.0.9");
+        assert_eq!(client("10.0.0.2", &["198.51.100.1, unknown, 10.0.0.8"]), "10.0.0.8");
+        assert_eq!(client("10.0.0.2", &["198.51.100.1,"]), "10.0.0.2");
+        // A mapped IPv4 address is that address.
+        assert_eq!(client("::ffff:10.0.0.2", &["::ffff:198.51.100.1"]), "198.51.100.1");
+        // Nothing configured: the header is ignored.
+        assert_eq!(TrustedProxies::default().client_ip(ip("10.0.0.2"), ["198.51.100.1"]).to_string(), "10.0.0.2");
+    }
+
+    #[test]
+    fn a_long_forwarded_chain_is_read_only_so_far() {
+        let proxies = TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap()]);
+        let chain = std::iter::repeat_n("10.0.0.1", 1000).collect::<Vec<_>>().join(",");
+        let line = format!("198.51.100.1,{chain}");
+        assert_eq!(proxies.client_ip(ip("10.0.0.2"), [line.as_str()]).to_string(), "10.0.0.1");
     }
 }

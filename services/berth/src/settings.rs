@@ -80,6 +80,12 @@ pub struct Settings {
     /// default none: guests reach public addresses only).
     #[serde(default, deserialize_with = "networks")]
     pub wasm_egress_private_networks: Vec<berth_core::net::IpNetwork>,
+    /// Reverse proxies in front of Berth (`BERTH_TRUSTED_PROXIES`, comma-separated CIDR, such as
+    /// `127.0.0.1,10.0.0.0/8`; default none). A request that comes from one of them is taken to
+    /// come from the address its `X-Forwarded-For` names, read from the right; from anywhere else
+    /// the header is ignored. Used for the per-address limits and the logs' client address.
+    #[serde(default, deserialize_with = "networks")]
+    pub trusted_proxies: Vec<berth_core::net::IpNetwork>,
     /// The container runtime (`[containers]` in the config file; the Docker socket also from
     /// `DOCKER_HOST`). A node whose Docker daemon does not answer at start serves no containers.
     #[serde(default)]
@@ -304,6 +310,16 @@ mod tests {
         std::fs::write(&path, "wasm_ready_instances = 2049\n").unwrap();
         let error = Settings::load(&Overrides { config_file: Some(path), ..Overrides::default() }).unwrap_err();
         assert!(error.to_string().contains("BERTH_WASM_READY_INSTANCES must be 0-2048"), "{error:#}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_none_unless_configured() {
+        if std::env::var_os("BERTH_TRUSTED_PROXIES").is_none() {
+            assert!(load_toml("").trusted_proxies.is_empty());
+        }
+        let loaded = load_toml("trusted_proxies = \"127.0.0.1, 10.0.0.0/8\"\n");
+        let shown: Vec<String> = loaded.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["127.0.0.1/32", "10.0.0.0/8"]);
     }
 
     #[test]

@@ -93,6 +93,7 @@ impl Application {
                 "BERTH_SECRET_KEY is not set: servers' secrets, remote upstream credentials and OAuth signing keys are stored unsealed"
             );
         }
+        let trusted_proxies = berth_core::net::TrustedProxies::new(settings.trusted_proxies.clone());
         let control = berth_control_plane::ControlPlaneState {
             pool: pool.clone(),
             admin_token,
@@ -108,6 +109,7 @@ impl Application {
                 berth_control_plane::REGISTRATIONS_PER_MINUTE,
             )),
             client_documents: Arc::new(berth_control_plane::ClientDocuments::new(settings.oauth_cimd_allow_loopback)),
+            trusted_proxies: trusted_proxies.clone(),
         };
         let mut sessions = SessionConfig::new(node.clone(), secret_key.expose_secret().as_bytes());
         if let Some(previous) = previous {
@@ -131,12 +133,15 @@ impl Application {
         }
         let pool_for_shutdown = pool.clone();
         let pool = web::Data::new(pool);
+        // For the root span's client address (`telemetry::RootSpan`).
+        let trusted_proxies = web::Data::new(trusted_proxies);
         let mut server = HttpServer::new(move || {
             let mut app = App::new()
                 .wrap(from_fn(crate::ops::record))
                 .wrap(from_fn(request_id_header))
                 .wrap(tracing_actix_web::TracingLogger::<crate::telemetry::RootSpan>::new())
                 .app_data(pool.clone())
+                .app_data(trusted_proxies.clone())
                 .configure(crate::ops::configure);
             // The MCP endpoint first: actix tries resources in the order they are registered,
             // each dynamic one with a regular expression (both when routing and when the root

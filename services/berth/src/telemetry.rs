@@ -8,12 +8,13 @@ use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
+use actix_web::{HttpMessage, web};
 
 use anyhow::Context;
+use berth_core::net::TrustedProxies;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -62,7 +63,13 @@ impl RootSpanBuilder for RootSpan {
         let route: Arc<str> = request.match_pattern().map_or_else(|| Arc::from("unmatched"), Arc::from);
         let request_id = request.extensions().get::<RequestId>().copied();
         let user_agent = request.headers().get(header::USER_AGENT).and_then(|h| h.to_str().ok()).unwrap_or("");
-        let client_ip = request.connection_info().realip_remote_addr().map(str::to_owned);
+        // The connection's address, or the client a trusted proxy forwarded the request for;
+        // never a forwarding header that came straight from a client.
+        let proxies = request.app_data::<web::Data<TrustedProxies>>();
+        let client_ip = proxies
+            .and_then(|proxies| berth_control_plane::client_ip(request.request(), proxies))
+            .or_else(|| request.peer_addr().map(|peer| peer.ip()))
+            .map(|ip| ip.to_string());
         let method = request.method().as_str();
         let span = tracing::info_span!(
             "HTTP request",

@@ -52,6 +52,17 @@ pub struct ControlPlaneState {
     /// Fetches and caches the Client ID Metadata Documents of URL `client_id`s, shared by every
     /// tenant's authorization server.
     pub client_documents: std::sync::Arc<ClientDocuments>,
+    /// The reverse proxies whose `X-Forwarded-For` names a request's client, for the
+    /// per-address limits (`BERTH_TRUSTED_PROXIES`; none by default).
+    pub trusted_proxies: berth_core::net::TrustedProxies,
+}
+
+/// The address a request came from: the connection's, or, when that is a trusted proxy, the
+/// client its `X-Forwarded-For` names ([`berth_core::net::TrustedProxies::client_ip`]).
+pub fn client_ip(req: &actix_web::HttpRequest, proxies: &berth_core::net::TrustedProxies) -> Option<std::net::IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    let forwarded = req.headers().get_all("x-forwarded-for").filter_map(|value| value.to_str().ok());
+    Some(proxies.client_ip(peer, forwarded))
 }
 
 impl std::fmt::Debug for ControlPlaneState {

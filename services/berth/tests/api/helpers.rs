@@ -58,6 +58,7 @@ pub fn test_settings() -> Settings {
         wasm_max_instances: 32,
         wasm_ready_instances: 32,
         wasm_egress_private_networks: Vec::new(),
+        trusted_proxies: Vec::new(),
         containers: Default::default(),
         fail_closed_after_secs: 60,
         // One spool per app: apps of different tests must not replay each other's events.

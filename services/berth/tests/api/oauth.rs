@@ -783,10 +783,39 @@ async fn dynamic_registration_is_limited_per_address() {
         let retry: u64 = refused.headers["retry-after"].to_str().unwrap().parse().unwrap();
         assert!((1..=4).contains(&retry), "one registration refills in 3 s: {retry}");
     }
+    // With no trusted proxy configured, a forwarding header is the client's own invention.
+    let spoofed = o.app().client.post(o.app().url("/t/acme/oauth/register")).header("x-forwarded-for", "198.51.100.7");
+    o.app().send(spoofed.json(&body)).await.assert_status(429);
     assert_eq!(o.app().execute("SELECT 1 FROM oauth_clients").await, 20, "refused requests stored nothing");
     // The rest of the OAuth server is not limited by it.
     let (access, _) = o.tokens("fixture").await;
     o.assert_adds(&access).await;
+}
+
+#[actix_web::test]
+async fn behind_a_trusted_proxy_registrations_are_limited_per_forwarded_address() {
+    let mut settings = crate::helpers::test_settings();
+    settings.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    let o = OAuthApp::spawn_on(settings).await;
+    let body = json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"});
+    let register = |tenant: &str, forwarded_for: &str| {
+        let request = o.app().client.post(o.app().url(&format!("/t/{tenant}/oauth/register")));
+        let request = if forwarded_for.is_empty() { request } else { request.header("x-forwarded-for", forwarded_for) };
+        o.app().send(request.json(&body))
+    };
+    // The proxy forwards for one client, across both tenants, up to its allowance.
+    for i in 0..20 {
+        let tenant = if i % 2 == 0 { "acme" } else { "globex" };
+        register(tenant, "198.51.100.1").await.assert_status(201);
+    }
+    register("globex", "198.51.100.1").await.assert_status(429);
+    // What the client wrote left of what the proxy appended changes nothing.
+    register("acme", "203.0.113.50, 198.51.100.1").await.assert_status(429);
+    // Another client behind the same proxy, and the proxy's own requests, have their own.
+    register("acme", "198.51.100.2").await.assert_status(201);
+    register("globex", "198.51.100.2").await.assert_status(201);
+    register("acme", "").await.assert_status(201);
+    assert_eq!(o.app().execute("SELECT 1 FROM oauth_clients").await, 24, "one from the spawn, 20 + 2 + 1 here");
 }
 
 #[actix_web::test]

@@ -311,7 +311,7 @@ async fn show_inner(req: &HttpRequest, state: &ControlPlaneState, slug: &str) ->
     let params: Params = serde_urlencoded::from_str(req.query_string())
         .map_err(|e| Refusal::Page(StatusCode::BAD_REQUEST, "Invalid request", e.to_string()))?;
     let (mut conn, tenant, scope) = begin(state, slug).await?;
-    let valid = validate(state, &mut conn, &tenant, &scope, &params, super::peer_ip(req)).await?;
+    let valid = validate(state, &mut conn, &tenant, &scope, &params, super::peer_ip(req, state)).await?;
     let session = session(req, state, &mut conn, &scope).await?;
     let back = |error: &'static str, description: &str| Refusal::Redirect {
         uri: valid.redirect_uri.clone(),
@@ -368,7 +368,7 @@ async fn login_inner(
     }
     let params: Params = serde_urlencoded::from_str(&form.request)
         .map_err(|e| Refusal::Page(StatusCode::BAD_REQUEST, "Invalid request", e.to_string()))?;
-    let valid = validate(state, &mut conn, &tenant, &scope, &params, super::peer_ip(req)).await?;
+    let valid = validate(state, &mut conn, &tenant, &scope, &params, super::peer_ip(req, state)).await?;
     let email = form.email.trim().to_lowercase();
     let found = berth_storage::members::find_for_login(&mut conn, &scope, &email).await.map_err(|e| unavailable(&e))?;
     let (member, stored) = match found {
@@ -461,7 +461,7 @@ async fn decide_inner(
         resource: form.resource,
         prompt: None,
     };
-    let valid = validate(state, &mut conn, &tenant, &scope, &params, super::peer_ip(req)).await?;
+    let valid = validate(state, &mut conn, &tenant, &scope, &params, super::peer_ip(req, state)).await?;
     let mut pairs: Vec<(&str, &str)> = Vec::new();
     match form.decision.as_str() {
         "approve" => {}

@@ -54,10 +54,10 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/t/{tenant}/oauth/revoke", web::post().to(revoke::revoke));
 }
 
-/// The address of the connection a request came on (never a forwarding header, which the
-/// client writes), for the per-address limits.
-fn peer_ip(req: &actix_web::HttpRequest) -> Option<std::net::IpAddr> {
-    req.peer_addr().map(|peer| peer.ip())
+/// The address a request came from, for the per-address limits: the connection's, or the one a
+/// trusted proxy forwarded it for (never a forwarding header a client wrote itself).
+fn peer_ip(req: &actix_web::HttpRequest, state: &crate::ControlPlaneState) -> Option<std::net::IpAddr> {
+    crate::client_ip(req, &state.trusted_proxies)
 }
 
 /// The tenant named in the path; unknown tenants answer 404.

@@ -50,7 +50,7 @@ pub(crate) async fn register(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, OAuthError> {
-    if let Some(peer) = super::peer_ip(&req)
+    if let Some(peer) = super::peer_ip(&req, &state)
         && let Err(wait) = state.registrations.admit(peer, Instant::now())
     {
         tracing::info!(tenant = %path, "dynamic registration refused: too many from one address");

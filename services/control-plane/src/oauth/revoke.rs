@@ -40,7 +40,7 @@ pub(crate) async fn revoke(
     let token = form.token.as_deref().ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     let mut conn = state.pool.acquire().await.map_err(|e| OAuthError::unavailable(&e))?;
     let (tenant, scope) = super::tenant(&mut conn, &path).await?;
-    let client = presented.authenticate(&mut conn, &scope, &state.client_documents, peer_ip(&req)).await?;
+    let client = presented.authenticate(&mut conn, &scope, &state.client_documents, peer_ip(&req, &state)).await?;
     let grant = if looks_like_jwt(token) {
         let issuer = Urls::new(&state.public_url).issuer(tenant.slug.as_str());
         let keys = KeySet::from_jwks(&store::published_keys(&mut conn, &scope, keys::retired_after()).await?);

@@ -63,7 +63,7 @@ pub(crate) async fn exchange(
     let mut conn = state.pool.acquire().await.map_err(|e| OAuthError::unavailable(&e))?;
     let (tenant, scope) = super::tenant(&mut conn, &path).await?;
     // Outside the transaction: a metadata document client may be fetched here.
-    let client = presented.authenticate(&mut conn, &scope, &state.client_documents, peer_ip(&req)).await?;
+    let client = presented.authenticate(&mut conn, &scope, &state.client_documents, peer_ip(&req, &state)).await?;
     if !tenant.enabled {
         return Err(OAuthError::invalid_grant("the organization is disabled"));
     }
