@@ -23,6 +23,8 @@ pub mod usage;
 pub mod versions;
 
 pub use error::{Error, Result};
+pub use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+pub use sqlx::{PgConnection, Postgres, Transaction};
 
 /// What a pass over stored secrets did (see `server_config::reseal_secrets`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,8 +56,6 @@ impl std::ops::Add for Resealed {
         Self { sealed: self.sealed + other.sealed, unreadable: self.unreadable + other.unreadable }
     }
 }
-pub use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-pub use sqlx::{PgConnection, Postgres, Transaction};
 
 /// Migrations embedded from the workspace's `migrations/` directory.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");

@@ -1,7 +1,8 @@
 //! Per-address allowances for what anyone may ask of the control plane without credentials
 //! (Dynamic Client Registration, fetching Client ID Metadata Documents), kept per node in
-//! memory: token buckets keyed by the connection's own address (forwarding headers are the
-//! client's to forge), IPv6 by its /64.
+//! memory: token buckets keyed by the request's address ([`crate::client_ip`]: the connection's,
+//! or the client a trusted proxy forwarded it for; never a header a client wrote itself), IPv6 by
+//! its /64.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -154,7 +154,7 @@ impl ClientDocuments {
     }
 
     /// The client that the document at `client_id` describes, from the cache or fetched now on
-    /// behalf of a request from `from` (the connection's address).
+    /// behalf of a request from `from` (its address, [`crate::client_ip`]).
     pub(crate) async fn client(
         &self,
         client_id: &str,
